@@ -1,0 +1,269 @@
+"""Inner optimisation dynamics Φ as pure functions (the paper's Eq. 1 constraint).
+
+A training run is the recursion ``w_{t+1} = Φ_t(w_t, η_t)``, ``t = 0 … T-1``. Here ``w`` is
+the optimizer *state*: the weights ``θ(w)`` plus whatever the optimizer carries (a momentum
+buffer, Adam's moments). Every dynamics is written as two small pure pieces, in the manner
+of optax:
+
+* a gradient oracle, ``g = ∇L_t(θ)`` on minibatch ``t`` (through ``torch.func.grad``), and
+* an elementwise update ``w' = U(w, g, η, k)`` with ``k`` the number of steps already taken,
+
+so that ``Φ_t(w, η) = U(w, ∇L_t(θ(w)), η, t)``. Both pieces are differentiable by
+``torch.func`` in the state and in the learning rate, which is all that the exact and the
+online hypergradients need (``A_t = ∂Φ_t/∂w``, ``B_t = ∂Φ_t/∂η``).
+
+The update rules follow ``torch.optim.SGD`` (momentum, Nesterov, coupled weight decay) and
+``torch.optim.Adam`` (eps outside the square root, bias correction with the step count, coupled
+weight decay); the tests check 20-step trajectories against ``torch.optim`` in float64.
+
+Non-differentiated state (the step count and BatchNorm's running statistics) lives apart, in
+``State.aux``: it changes along the trajectory, but nothing is differentiated through it
+(as in PyTorch, where running statistics are updated from detached batch statistics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+from torch.func import grad_and_value, jvp
+
+Params = dict[str, torch.Tensor]
+Tree = Any
+
+
+class State(NamedTuple):
+    """Optimizer state ``w``: ``w`` is differentiated, ``aux`` is not.
+
+    ``w = {"params": θ, <slot>: {...}, ...}``; ``aux = {"step": k, "buffers": {...} or None}``.
+    """
+
+    w: dict[str, Params]
+    aux: dict[str, Any]
+
+
+class DivergenceError(FloatingPointError):
+    """A run produced NaN or inf; ``step`` is the 0-indexed step ``t`` at which it was seen."""
+
+    def __init__(self, step: int, what: str):
+        super().__init__(f"diverged at step {step}: {what} is not finite "
+                         f"(lower the learning rate or the hyper-learning rate)")
+        self.step = step
+
+
+# --------------------------------------------------------------------------- tree helpers
+def tree_map(fn: Callable, *trees: Tree) -> Tree:
+    """Map ``fn`` over the leaves of dicts (nested) of tensors."""
+    first = trees[0]
+    if isinstance(first, Mapping):
+        return {k: tree_map(fn, *(t[k] for t in trees)) for k in first}
+    return fn(*trees)
+
+
+def tree_leaves(tree: Tree) -> list[torch.Tensor]:
+    """The tensors of a (nested) dict, in insertion order."""
+    if isinstance(tree, Mapping):
+        return [leaf for v in tree.values() for leaf in tree_leaves(v)]
+    return [tree]
+
+
+def tree_dot(a: Tree, b: Tree) -> torch.Tensor:
+    """``Σ ⟨a_i, b_i⟩`` over matching leaves (a 0-dim tensor)."""
+    return sum((x * y).sum() for x, y in zip(tree_leaves(a), tree_leaves(b), strict=True))
+
+
+def tree_zeros_like(tree: Tree) -> Tree:
+    return tree_map(torch.zeros_like, tree)
+
+
+def tree_scale(tree: Tree, c) -> Tree:
+    return tree_map(lambda x: c * x, tree)
+
+
+def tree_all_finite(tree: Tree) -> bool:
+    """True when every leaf is finite (one reduction and one sync)."""
+    leaves = tree_leaves(tree)
+    return bool(torch.stack([x.sum() for x in leaves]).isfinite().all()) if leaves else True
+
+
+def as_lr(lr, like: torch.Tensor) -> torch.Tensor:
+    """A learning rate as a 0-dim tensor with the weights' dtype and device (checked ≥ 0)."""
+    lr = torch.as_tensor(lr, dtype=like.dtype, device=like.device)
+    if lr.ndim != 0:
+        raise ValueError(f"a learning rate must be a scalar, got shape {tuple(lr.shape)}")
+    return lr
+
+
+# --------------------------------------------------------------------------- dynamics
+Update = Callable[[dict, Params, torch.Tensor, int], dict]
+
+
+@dataclass(frozen=True)
+class Dynamics:
+    """An optimizer as a pure map ``Φ_t(w, η) = U(w, ∇L_t(θ(w)), η, t)``.
+
+    Build one with :func:`sgd` or :func:`adam`. ``loss(params, batch) -> scalar``; for a
+    model with buffers (BatchNorm), ``init(params, buffers)`` and then
+    ``loss(params, batch, buffers) -> (scalar, new_buffers)``.
+    """
+
+    name: str
+    loss: Callable
+    slots: tuple[str, ...]
+    update: Update
+    hyperparams: dict = field(default_factory=dict)
+
+    # -- state
+    def init(self, params: Params, buffers: Params | None = None) -> State:
+        """``w_0``: the weights (copied) and zero optimizer slots."""
+        if not params:
+            raise ValueError("params must be a non-empty dict of tensors")
+        theta = {k: v.detach().clone() for k, v in params.items()}
+        w = {"params": theta, **{s: tree_zeros_like(theta) for s in self.slots}}
+        bufs = None if buffers is None else {k: v.detach().clone() for k, v in buffers.items()}
+        return State(w, {"step": 0, "buffers": bufs})
+
+    @staticmethod
+    def params(state: State) -> Params:
+        """``θ(w)``: the weights part of the state."""
+        return state.w["params"]
+
+    # -- the map Φ_t and its pieces
+    def grad(self, theta: Params, batch, aux: dict) -> tuple[Params, tuple]:
+        """``∇L_t(θ)`` on ``batch``; returns ``(g, (loss value, new buffers or {}))``."""
+        bufs = aux["buffers"]
+        if bufs is None:
+            g, value = grad_and_value(self.loss)(theta, batch)
+            return g, (value, {})
+        g, (value, new_bufs) = grad_and_value(self.loss, has_aux=True)(theta, batch, bufs)
+        return g, (value, new_bufs)
+
+    def grad_and_hvp(self, theta: Params, v: Params, batch, aux: dict, mode: str = "fwd"):
+        """``(∇L_t(θ), ∇²L_t(θ) v, (loss value, new buffers))`` in one pass.
+
+        ``mode="fwd"``: forward-over-reverse (``jvp`` of ``grad``); ``mode="rev"``:
+        reverse-over-reverse (double backward). Equal up to rounding; speed differs by device.
+        """
+        if mode == "fwd":
+            g, hv, (value, bufs) = jvp(lambda th: self.grad(th, batch, aux), (theta,), (v,),
+                                       has_aux=True)
+            return g, hv, (value, bufs)
+        if mode != "rev":
+            raise ValueError(f"hvp mode must be 'fwd' or 'rev', got {mode!r}")
+        names = list(theta)
+        leaves = [theta[k].detach().requires_grad_() for k in names]
+        with torch.enable_grad():
+            th = dict(zip(names, leaves, strict=True))
+            bufs = aux["buffers"]
+            out = self.loss(th, batch) if bufs is None else self.loss(th, batch, bufs)
+            value, new_bufs = (out, {}) if bufs is None else out
+            gs = torch.autograd.grad(value, leaves, create_graph=True)
+            hvs = torch.autograd.grad(gs, leaves, grad_outputs=[v[k] for k in names])
+        g = {k: x.detach() for k, x in zip(names, gs, strict=True)}
+        return g, dict(zip(names, hvs, strict=True)), (value.detach(), new_bufs)
+
+    def phi(self, w: dict, lr: torch.Tensor, batch, aux: dict):
+        """``Φ_t(w, η)`` (the constraint of Eq. 1) with ``t = aux["step"]``.
+
+        Returns ``(w_{t+1}, (L_t(θ(w_t)), new buffers or {}, ∇L_t(θ(w_t))))``. The second part
+        is not differentiated: pass ``has_aux=True`` to ``torch.func.jvp``/``vjp``, and build
+        ``aux_{t+1}`` with :meth:`next_aux`.
+        """
+        g, (value, new_bufs) = self.grad(w["params"], batch, aux)
+        w_next = self.update(w, g, lr, aux["step"])
+        return w_next, (value, new_bufs, g)
+
+    def lr_derivative(self, w: dict, g: Params, lr: torch.Tensor, step: int) -> dict:
+        """``B = ∂Φ/∂η`` at ``(w, η)`` given the gradient ``g``: a jvp of the elementwise update."""
+        return jvp(lambda lr_: self.update(w, g, lr_, step), (lr,), (torch.ones_like(lr),))[1]
+
+    @staticmethod
+    def next_aux(aux: dict, new_bufs: dict) -> dict:
+        """``aux_{t+1}``: the step count advanced, the buffers replaced."""
+        return {"step": aux["step"] + 1, "buffers": new_bufs if aux["buffers"] is not None else None}
+
+    def step(self, state: State, lr, batch) -> State:
+        """One optimizer step: ``w_{t+1} = Φ_t(w_t, η_t)``."""
+        return self.step_with_loss(state, lr, batch)[0]
+
+    def step_with_loss(self, state: State, lr, batch) -> tuple[State, torch.Tensor]:
+        """As :meth:`step`, also returning the training loss ``L_t(θ(w_t))``."""
+        w, (value, bufs, _) = self.phi(state.w, as_lr(lr, _leaf(state)), batch, state.aux)
+        return State(w, self.next_aux(state.aux, bufs)), value
+
+    def __repr__(self) -> str:
+        hp = ", ".join(f"{k}={v}" for k, v in self.hyperparams.items())
+        return f"{self.name}({hp})"
+
+
+def _leaf(state: State) -> torch.Tensor:
+    return next(iter(state.w["params"].values()))
+
+
+def _check_nonneg(**kw):
+    for k, v in kw.items():
+        if not (v >= 0):  # also catches NaN
+            raise ValueError(f"{k} must be a non-negative number, got {v}")
+
+
+def sgd(loss: Callable, momentum: float = 0.0, weight_decay: float = 0.0,
+        nesterov: bool = False) -> Dynamics:
+    """SGD with ``torch.optim.SGD`` semantics (``dampening = 0``).
+
+    With ``d = ∇L_t(θ) + λθ``: plain SGD is ``θ' = θ − η d`` (so ``A_t = I − η_t H_t`` and
+    ``B_t = −∇L_t(w_t)``, the paper's Section 2); with momentum ``m`` the state is ``(θ, v)``,
+    ``v' = m v + d``, ``θ' = θ − η v'`` (``B_t = (−v_{t+1}, 0)``); Nesterov uses
+    ``θ' = θ − η (d + m v')``.
+    """
+    _check_nonneg(momentum=momentum, weight_decay=weight_decay)
+    if nesterov and momentum == 0:
+        raise ValueError("nesterov momentum requires momentum > 0")
+
+    def update(w, g, lr, k):
+        theta = w["params"]
+        d = tree_map(lambda gi, p: gi + weight_decay * p, g, theta) if weight_decay else g
+        if not momentum:
+            return {"params": tree_map(lambda p, di: p - lr * di, theta, d)}
+        v = tree_map(lambda vi, di: momentum * vi + di, w["momentum"], d)
+        step_dir = tree_map(lambda di, vi: di + momentum * vi, d, v) if nesterov else v
+        return {"params": tree_map(lambda p, s: p - lr * s, theta, step_dir), "momentum": v}
+
+    name = "sgd" if not momentum else "sgd_momentum"
+    return Dynamics(name, loss, ("momentum",) if momentum else (), update,
+                    dict(momentum=momentum, weight_decay=weight_decay, nesterov=nesterov))
+
+
+def adam(loss: Callable, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+         weight_decay: float = 0.0) -> Dynamics:
+    """Adam with ``torch.optim.Adam`` semantics; state ``(θ, m, v)`` plus the step count.
+
+    ``d = ∇L_t(θ) + λθ``, ``m' = β₁m + (1−β₁)d``, ``v' = β₂v + (1−β₂)d²``,
+    ``θ' = θ − η/(1−β₁^{k}) · m' / (√v'/√(1−β₂^{k}) + ε)`` with ``k = t + 1``.
+    The square root has derivative 0 where ``v' = 0`` (weights whose gradient has always been
+    exactly zero, e.g. MNIST's blank border pixels), instead of ``0 · ∞ = NaN``.
+    """
+    b1, b2 = betas
+    _check_nonneg(eps=eps, weight_decay=weight_decay)
+    if not (0 <= b1 < 1 and 0 <= b2 < 1):
+        raise ValueError(f"betas must lie in [0, 1), got {betas}")
+
+    def update(w, g, lr, k):
+        theta = w["params"]
+        d = tree_map(lambda gi, p: gi + weight_decay * p, g, theta) if weight_decay else g
+        m = tree_map(lambda mi, di: b1 * mi + (1 - b1) * di, w["exp_avg"], d)
+        v = tree_map(lambda vi, di: b2 * vi + (1 - b2) * di * di, w["exp_avg_sq"], d)
+        bc1, bc2_sqrt = 1 - b1 ** (k + 1), (1 - b2 ** (k + 1)) ** 0.5
+        new_theta = tree_map(lambda p, mi, vi: p - (lr / bc1) * mi / (_safe_sqrt(vi) / bc2_sqrt + eps),
+                             theta, m, v)
+        return {"params": new_theta, "exp_avg": m, "exp_avg_sq": v}
+
+    return Dynamics("adam", loss, ("exp_avg", "exp_avg_sq"), update,
+                    dict(betas=betas, eps=eps, weight_decay=weight_decay))
+
+
+def _safe_sqrt(v: torch.Tensor) -> torch.Tensor:
+    """``√v`` whose derivative is 0 (not inf) at ``v = 0``."""
+    pos = v > 0
+    return torch.where(pos, torch.sqrt(torch.where(pos, v, torch.ones_like(v))), torch.zeros_like(v))
