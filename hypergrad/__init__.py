@@ -21,9 +21,10 @@ from hypergrad.online import (
     select_hyper_lr,
 )
 from hypergrad.runtime import chapter_setup, pick_device
+from hypergrad.trainer import ModuleTrainer
 
 __all__ = [
     "Dynamics", "DivergenceError", "State", "adam", "sgd", "hypergradient",
     "Marthe", "HD", "RTHO", "OnlineState", "StepInfo", "History", "run_online", "select_hyper_lr",
-    "chapter_setup", "pick_device",
+    "ModuleTrainer", "chapter_setup", "pick_device",
 ]

@@ -1,0 +1,178 @@
+"""A thin front end for ``torch.nn.Module`` users: train with MARTHE in an ordinary loop.
+
+::
+
+    trainer = hg.ModuleTrainer(model, optimizer="sgd", method="marthe", lr=0.1, beta=1e-6,
+                               mu="auto", kappa=1e-3, momentum=0.9, weight_decay=5e-4)
+    for (x, y), (xv, yv) in zip(train_loader, itertools.cycle(val_loader)):
+        info = trainer.step((x, y), (xv, yv))     # Algorithm 1, one step
+        log(step=info.t, lr=trainer.lr, loss=info.loss)
+
+Each step runs one iteration of Algorithm 1 (or of a fixed schedule, ``method="fixed"``) on
+the functional state, then copies the new parameters and BatchNorm buffers back into
+``model`` in place, so the module can be evaluated, saved or inspected as usual. ``L`` is the
+training criterion plus coupled weight decay (in the optimizer, as in ``torch.optim``); ``E``
+is the unregularised criterion on the validation batch, with BatchNorm in eval mode using the
+current running statistics. For Baydin et al.'s HD on the training loss, pass the *next*
+training batch as ``val_batch``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from hypergrad.dynamics import Dynamics, State, adam, sgd
+from hypergrad.online import HD, RTHO, History, Marthe, OnlineState, StepInfo
+
+__all__ = ["ModuleTrainer"]
+
+METHODS = ("marthe", "hd", "rtho", "fixed")
+
+
+class ModuleTrainer:
+    """Train ``model`` with an online (or fixed) learning-rate schedule.
+
+    Args:
+        model: any ``nn.Module`` (BatchNorm included); its parameters are updated in place.
+        optimizer: ``"sgd"`` (``momentum``, ``weight_decay``, ``nesterov``) or ``"adam"``
+            (``betas``, ``eps``, ``weight_decay``).
+        method: ``"marthe"``, ``"hd"`` (``μ = 0``), ``"rtho"`` (``μ = 1``) or ``"fixed"``.
+        lr, beta, mu, kappa: as :class:`hypergrad.Marthe` (``mu`` only for ``"marthe"``).
+        schedule: for ``method="fixed"``, a callable ``t -> η_t`` or a 1-D tensor.
+        criterion: ``criterion(outputs, targets)``, cross-entropy by default.
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: str = "sgd", method: str = "marthe",
+                 lr: float = 0.01, beta: float = 1e-4, mu: float | str = "auto",
+                 kappa: float | None = None, schedule: Callable[[int], float] | None = None, *,
+                 momentum: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 criterion: Callable = F.cross_entropy, tangent: str = "hvp"):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if method == "fixed" and schedule is None:
+            raise ValueError("method='fixed' needs a schedule (a callable t -> lr or a tensor)")
+        self.model, self.method, self.criterion = model, method, criterion
+        self._buffer_names = [n for n, _ in model.named_buffers()]
+        self.dyn = self._dynamics(optimizer, momentum, weight_decay, nesterov, betas, eps)
+        params = {n: p.detach().clone() for n, p in model.named_parameters()}
+        buffers = ({n: b.detach().clone() for n, b in model.named_buffers()}
+                   if self._buffer_names else None)
+        if method == "fixed":
+            self.schedule = schedule
+            self.tuner = None
+            self.state: State | OnlineState = self.dyn.init(params, buffers)
+        else:
+            kw = dict(tangent=tangent)
+            self.tuner = {"marthe": lambda: Marthe(self.dyn, lr, beta, mu, kappa, **kw),
+                          "hd": lambda: HD(self.dyn, lr, beta, kappa, **kw),
+                          "rtho": lambda: RTHO(self.dyn, lr, beta, kappa, **kw)}[method]()
+            self.state = self.tuner.init(params, buffers)
+        self.history = History.empty()
+        self.lr = float(lr) if method != "fixed" else self._fixed_lr(0)
+
+    # ------------------------------------------------------------------ pieces
+    def _dynamics(self, optimizer, momentum, weight_decay, nesterov, betas, eps) -> Dynamics:
+        model, criterion = self.model, self.criterion
+
+        if self._buffer_names:
+            def loss(params, batch, buffers):
+                x, y = batch
+                bufs = {k: v.clone() for k, v in buffers.items()}
+                with _train_mode(model, True):
+                    out = functional_call(model, (params, bufs), (x,))
+                return criterion(out, y), bufs
+        else:
+            def loss(params, batch):
+                x, y = batch
+                with _train_mode(model, True):
+                    return criterion(functional_call(model, params, (x,)), y)
+
+        if optimizer == "sgd":
+            return sgd(loss, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+        if optimizer == "adam":
+            return adam(loss, betas=betas, eps=eps, weight_decay=weight_decay)
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+
+    def _objective(self, batch) -> Callable:
+        """``E``: the criterion on ``batch`` in eval mode (``objective(params[, buffers])``)."""
+        x, y = batch
+        model, criterion = self.model, self.criterion
+
+        def objective(params, buffers=None):
+            with _train_mode(model, False):
+                return criterion(functional_call(model, (params, buffers or {}), (x,)), y)
+
+        return objective
+
+    def _fixed_lr(self, t: int) -> float:
+        s = self.schedule
+        lr = float(s(t)) if callable(s) else float(s[t])
+        if not (lr >= 0 and math.isfinite(lr)):
+            raise ValueError(f"the schedule gives an invalid learning rate at step {t}: {lr}")
+        return lr
+
+    @property
+    def functional_state(self) -> State:
+        """The dynamics state ``w_t`` (weights, optimizer slots, buffers)."""
+        return self.state.state if isinstance(self.state, OnlineState) else self.state
+
+    # ------------------------------------------------------------------ the loop
+    def step(self, train_batch, val_batch=None) -> StepInfo:
+        """One step; ``val_batch`` is needed by the online methods (``E`` on it)."""
+        if self.tuner is None:
+            t = self.state.aux["step"]
+            self.lr = self._fixed_lr(t)
+            self.state, loss = self.dyn.step_with_loss(self.state, self.lr, train_batch)
+            info = StepInfo(t, self.lr, float("nan"), 0.0, float("nan"), float(loss), float("nan"))
+        else:
+            if val_batch is None:
+                raise ValueError(f"method={self.method!r} needs a validation batch each step")
+            self.state, info = self.tuner.step(self.state, train_batch, self._objective(val_batch))
+            self.lr = info.lr
+        self.history.append(info)
+        self._write_back()
+        return info
+
+    def _write_back(self) -> None:
+        st = self.functional_state
+        with torch.no_grad():
+            for n, p in self.model.named_parameters():
+                p.copy_(st.w["params"][n])
+            if st.aux["buffers"]:
+                for n, b in self.model.named_buffers():
+                    b.copy_(st.aux["buffers"][n])
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        """Everything needed to resume bit-identically (``torch.save`` it)."""
+        if self.tuner is None:
+            return {"fixed": self.state._asdict(), "history": vars(self.history)}
+        return {"online": Marthe.state_dict(self.state), "history": vars(self.history)}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.state = (State(**d["fixed"]) if self.tuner is None
+                      else Marthe.load_state_dict(d["online"]))
+        self.history = History(**{k: list(v) for k, v in d["history"].items()})
+        self.lr = self.history.lr[-1] if self.history.lr else self.lr
+        self._write_back()
+
+
+class _train_mode:
+    """Context manager: set ``module.train(flag)`` and restore every submodule's flag."""
+
+    def __init__(self, module: torch.nn.Module, flag: bool):
+        self.module, self.flag = module, flag
+
+    def __enter__(self):
+        self.saved = [(m, m.training) for m in self.module.modules()]
+        self.module.train(self.flag)
+
+    def __exit__(self, *exc):
+        for m, was in self.saved:
+            m.training = was

@@ -1,0 +1,47 @@
+"""Small float64 problems shared by the library tests."""
+
+from __future__ import annotations
+
+import torch
+from torch.func import functional_call
+
+DT = torch.float64
+
+
+def tiny_mlp(seed: int = 0, sizes=(5, 7, 3), batchnorm: bool = False) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    layers: list[torch.nn.Module] = [torch.nn.Linear(sizes[0], sizes[1])]
+    if batchnorm:
+        layers.append(torch.nn.BatchNorm1d(sizes[1]))
+    layers += [torch.nn.Tanh(), torch.nn.Linear(sizes[1], sizes[2])]
+    return torch.nn.Sequential(*layers).to(DT)
+
+
+def loss_for(net: torch.nn.Module):
+    def loss(params, batch):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(functional_call(net, params, (x,)), y)
+
+    return loss
+
+
+def problem(T: int = 10, seed: int = 0, batch: int = 8, sizes=(5, 7, 3)):
+    """``(net, loss, params, batches, objective)`` for a tiny classifier."""
+    net = tiny_mlp(seed, sizes)
+    g = torch.Generator().manual_seed(seed + 1)
+    X = torch.randn(T + 1, batch, sizes[0], dtype=DT, generator=g)
+    Y = torch.randint(0, sizes[-1], (T + 1, batch), generator=g)
+    Xv = torch.randn(40, sizes[0], dtype=DT, generator=g)
+    Yv = torch.randint(0, sizes[-1], (40,), generator=g)
+    loss = loss_for(net)
+    params = {k: v.detach().clone() for k, v in net.named_parameters()}
+    batches = list(zip(X, Y, strict=True))
+    return net, loss, params, batches, (lambda p: loss(p, (Xv, Yv)))
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def max_diff(a: dict, b: dict) -> float:
+    return max(float((a[k] - b[k]).detach().abs().max()) for k in a)

@@ -1,0 +1,151 @@
+"""Each dynamics equals torch.optim's trajectory (20 steps, float64, 1e-10)."""
+
+import pytest
+import torch
+from torch.func import jvp
+
+import hypergrad as hg
+from tests.helpers import DT, max_diff, problem, tiny_mlp
+
+CASES = [
+    ("sgd", lambda loss: hg.sgd(loss), lambda ps: torch.optim.SGD(ps, lr=0.2), 0.2),
+    ("momentum+wd", lambda loss: hg.sgd(loss, momentum=0.9, weight_decay=5e-3),
+     lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=5e-3), 0.1),
+    ("nesterov", lambda loss: hg.sgd(loss, momentum=0.8, nesterov=True),
+     lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.8, nesterov=True), 0.1),
+    ("adam", lambda loss: hg.adam(loss), lambda ps: torch.optim.Adam(ps, lr=0.01), 0.01),
+    ("adam+wd", lambda loss: hg.adam(loss, betas=(0.8, 0.99), eps=1e-6, weight_decay=1e-2),
+     lambda ps: torch.optim.Adam(ps, lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=1e-2), 0.02),
+]
+
+
+@pytest.mark.parametrize("name,make,make_opt,lr", CASES, ids=[c[0] for c in CASES])
+def test_trajectory_equals_torch_optim(name, make, make_opt, lr):
+    net, loss, params, batches, _ = problem(T=20)
+    dyn = make(loss)
+    state = dyn.init(params)
+    for t in range(20):
+        state = dyn.step(state, lr, batches[t])
+    ref = {k: v.clone().requires_grad_() for k, v in params.items()}
+    opt = make_opt(list(ref.values()))
+    for t in range(20):
+        opt.zero_grad()
+        loss(ref, batches[t]).backward()
+        opt.step()
+    assert max_diff(dyn.params(state), ref) < 1e-10
+    assert max_diff(params, {k: v.detach() for k, v in net.named_parameters()}) == 0  # no mutation
+    assert state.aux["step"] == 20
+
+
+def test_varying_learning_rates_equal_torch_optim():
+    _, loss, params, batches, _ = problem(T=8)
+    lrs = torch.linspace(0.3, 0.0, 8, dtype=DT)
+    dyn = hg.sgd(loss, momentum=0.5)
+    state = dyn.init(params)
+    ref = {k: v.clone().requires_grad_() for k, v in params.items()}
+    opt = torch.optim.SGD(list(ref.values()), lr=0.3, momentum=0.5)
+    for t in range(8):
+        state = dyn.step(state, lrs[t], batches[t])
+        opt.param_groups[0]["lr"] = float(lrs[t])
+        opt.zero_grad()
+        loss(ref, batches[t]).backward()
+        opt.step()
+    assert max_diff(dyn.params(state), ref) < 1e-12
+
+
+def test_batchnorm_buffers_follow_the_module():
+    """Buffers are carried in state.aux and updated exactly as a train-mode forward does."""
+    net = tiny_mlp(3, batchnorm=True)
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(16, 5, dtype=DT, generator=g), torch.randint(0, 3, (16,), generator=g))
+               for _ in range(5)]
+
+    def loss(params, batch, buffers):
+        bufs = {k: v.clone() for k, v in buffers.items()}
+        out = torch.func.functional_call(net, {**params, **bufs}, (batch[0],))
+        return torch.nn.functional.cross_entropy(out, batch[1]), bufs
+
+    params = {k: v.detach().clone() for k, v in net.named_parameters()}
+    buffers = {k: v.detach().clone() for k, v in net.named_buffers()}
+    dyn = hg.sgd(loss, momentum=0.9)
+    state = dyn.init(params, buffers)
+    for b in batches:
+        state = dyn.step(state, 0.1, b)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    net.train()
+    for x, y in batches:
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    assert max_diff(dyn.params(state), dict(net.named_parameters())) < 1e-12
+    bufs = state.aux["buffers"]
+    assert max_diff(bufs, dict(net.named_buffers())) < 1e-12
+    assert int(bufs["1.num_batches_tracked"]) == 5
+    # the tangent of a BN model is computable and buffers are not differentiated
+    tangent = {k: {n: torch.ones_like(x) for n, x in v.items()} for k, v in state.w.items()}
+    out, dout = jvp(lambda w: dyn.phi(w, torch.tensor(0.1, dtype=DT), batches[0], state.aux)[0],
+                    (state.w,), (tangent,))
+    assert all(torch.isfinite(x).all() for v in dout.values() for x in v.values())
+
+
+def test_adam_tangent_is_finite_where_gradients_vanish():
+    """A weight whose gradient is always exactly 0 (a blank input pixel) keeps a finite tangent."""
+    _, loss, params, batches, objective = problem(T=6)
+    batches = [(x.clone(), y) for x, y in batches[:6]]
+    for x, _ in batches:
+        x[:, 0] = 0.0                           # input feature 0 is always blank
+    dyn = hg.adam(loss)
+    value, grad = hg.hypergradient(dyn, params, torch.full((6,), 0.01, dtype=DT), batches, objective)
+    assert torch.isfinite(grad).all()
+    _, grad_f = hg.hypergradient(dyn, params, torch.full((6,), 0.01, dtype=DT), batches, objective,
+                                 mode="forward")
+    assert torch.allclose(grad, grad_f, rtol=1e-10, atol=0)
+
+
+def test_lr_derivative_is_B():
+    """dyn.lr_derivative is ∂Φ/∂η, checked against a jvp of the whole Φ along η."""
+    _, loss, params, batches, _ = problem(T=3)
+    for dyn in (hg.sgd(loss, momentum=0.9, weight_decay=1e-2), hg.adam(loss, weight_decay=1e-2)):
+        state = dyn.init(params)
+        state = dyn.step(state, 0.05, batches[0])
+        lr = torch.tensor(0.05, dtype=DT)
+        _, B = jvp(lambda lr_, d=dyn, s=state: d.phi(s.w, lr_, batches[1], s.aux)[0], (lr,),
+                   (torch.ones_like(lr),))
+        g, _ = dyn.grad(state.w["params"], batches[1], state.aux)
+        B2 = dyn.lr_derivative(state.w, g, lr, state.aux["step"])
+        for k in B:
+            assert max_diff(B[k], B2[k]) < 1e-14
+
+
+def test_hvp_modes_agree():
+    _, loss, params, batches, _ = problem(T=2)
+    dyn = hg.sgd(loss)
+    state = dyn.init(params)
+    v = {k: torch.randn_like(x) for k, x in params.items()}
+    g1, h1, (l1, _) = dyn.grad_and_hvp(params, v, batches[0], state.aux, "fwd")
+    g2, h2, (l2, _) = dyn.grad_and_hvp(params, v, batches[0], state.aux, "rev")
+    assert max_diff(g1, g2) < 1e-14 and max_diff(h1, h2) < 1e-12 and float(l1) == float(l2)
+    with pytest.raises(ValueError, match="hvp mode"):
+        dyn.grad_and_hvp(params, v, batches[0], state.aux, "sideways")
+
+
+@pytest.mark.parametrize("kw", [dict(momentum=-0.1), dict(weight_decay=float("nan")),
+                                dict(nesterov=True)])
+def test_sgd_bad_hyperparameters(kw):
+    with pytest.raises(ValueError):
+        hg.sgd(lambda p, b: 0, **kw)
+
+
+@pytest.mark.parametrize("kw", [dict(betas=(1.0, 0.9)), dict(eps=-1.0), dict(weight_decay=-1.0)])
+def test_adam_bad_hyperparameters(kw):
+    with pytest.raises(ValueError):
+        hg.adam(lambda p, b: 0, **kw)
+
+
+def test_bad_lr_and_params():
+    _, loss, params, batches, _ = problem(T=1)
+    dyn = hg.sgd(loss)
+    with pytest.raises(ValueError, match="non-empty"):
+        dyn.init({})
+    with pytest.raises(ValueError, match="scalar"):
+        dyn.step(dyn.init(params), torch.ones(2), batches[0])
