@@ -71,14 +71,17 @@ def _call_objective(objective: Callable, state: State):
 
 
 def objective_value_and_grad(objective: Callable, state: State) -> tuple[torch.Tensor, Params]:
-    """``(E(θ(w)), ∇E(θ(w)))``, checking that ``E`` is a finite scalar."""
+    """``(E(θ(w)), ∇E(θ(w)))`` in one pass, checking that ``E`` is a scalar."""
     f = _call_objective(objective, state)
-    theta = state.w["params"]
-    out = f(theta)
-    if not isinstance(out, torch.Tensor) or out.ndim != 0:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"the objective must return a scalar (0-dim) tensor, got {shape}")
-    g, value = grad_and_value(f)(theta)
+
+    def checked(theta):
+        out = f(theta)
+        if not isinstance(out, torch.Tensor) or out.ndim != 0:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"the objective must return a scalar (0-dim) tensor, got {shape}")
+        return out
+
+    g, value = grad_and_value(checked)(state.w["params"])
     return value.detach(), g
 
 

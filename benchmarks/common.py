@@ -1,0 +1,48 @@
+"""Shared setup for the benchmarks: the paper's MNIST MLP, float32, batch 100, CPU by default."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import torch
+
+from hypergrad.models import MLP, functional, module_loss, module_objective
+
+SIZES = (784, 500, 500, 500, 10)
+
+
+def parse(description: str, **defaults) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeat", type=int, default=3)
+    for k, v in defaults.items():
+        p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
+    return p.parse_args()
+
+
+def mnist_mlp_problem(T: int, batch: int = 100, device: str = "cpu", seed: int = 0):
+    """``(model, loss, params, batches, objective)``: real MNIST when ``$HYPERGRAD_DATA`` is
+    set (else random images of the same shape), the paper's MLP, float32."""
+    torch.manual_seed(seed)
+    n = max(T, 1) * batch
+    if os.environ.get("HYPERGRAD_DATA"):
+        from hypergrad.data import mnist_split
+
+        d = mnist_split(n_train=7000, n_val=700, seed=seed)
+        x, y = d["train"]
+        idx = torch.arange(n) % len(x)
+        x, y, (xv, yv) = x[idx], y[idx], d["val"]
+    else:
+        x, y = torch.randn(n, 784), torch.randint(0, 10, (n,))
+        xv, yv = torch.randn(700, 784), torch.randint(0, 10, (700,))
+    x, y, xv, yv = (t.to(device) for t in (x, y, xv, yv))
+    model = MLP(SIZES).to(device)
+    params, _ = functional(model)
+    batches = [(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]) for i in range(T)]
+    return model, module_loss(model), params, batches, module_objective(model, (xv[:batch], yv[:batch]))
+
+
+def header(title: str, device: str) -> None:
+    print(f"== {title} | torch {torch.__version__} | device {device} | "
+          f"threads {torch.get_num_threads()}")

@@ -1,0 +1,399 @@
+#!/usr/bin/env python3
+"""Check the built book in a real browser (headless Chromium).
+
+Usage::
+
+    python scripts/check_site.py [_build/html] [--out DIR] [--mathjax DIR] [--jobs N]
+
+The script serves the built site on ``127.0.0.1`` (a free port, :mod:`http.server` in a
+thread). It opens every chapter page (one per ``book/*.md`` source) in headless Chromium
+twice: once with ``--dump-dom``, after scripts and MathJax have run
+(``--virtual-time-budget``), and once with ``--screenshot`` (1280×2000) into an output
+folder. The checks for each page are these:
+
+* it loads: the dumped DOM is not empty and has a ``<title>``;
+* every local link (``<a href>`` with no scheme, fragment and query removed) resolves to a
+  file under the site;
+* every ``<img src>`` is a file under the site with a non-zero size (or a ``data:`` URI);
+* the math is rendered: pages whose source has math contain ``mjx-container`` elements,
+  and no page contains a MathJax error (``mjx-merror``);
+* a chapter whose code cells plot has at least one figure (an image in ``_images/``).
+
+The script prints one line per page and exits with 1 when a check fails, listing the
+failures. It exits with 2 when Chromium is missing. It installs nothing.
+
+The site loads MathJax 3 from a CDN. Without network access, point ``--mathjax`` (or
+``$MATHJAX_DIR``) at a local MathJax 3 ``es5`` folder, for example the one from
+``npm install mathjax@3`` (``node_modules/mathjax/es5``). The server then rewrites the
+MathJax ``<script src>`` of each page to that copy. Nothing else on the page changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
+
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+)
+VIRTUAL_TIME_BUDGET_MS = 10_000
+WINDOW_SIZE = "1280,2000"
+MATHJAX_ROUTE = "/__mathjax__/"
+# <script src="https://.../mathjax@3/es5/tex-mml-chtml.js"> (any CDN, any MathJax bundle).
+MATHJAX_SRC = re.compile(
+    r"""(src=["'])(?:https?:)?//[^"']*mathjax[^"']*?/([\w.-]+\.js)(["'])""", re.IGNORECASE
+)
+
+CODE_CELL = re.compile(r"^(`{3,}|~{3,})\{code-cell\}[^\n]*\n(.*?)^\1\s*$", re.DOTALL | re.M)
+FENCE = re.compile(r"^(`{3,}|~{3,})(?!\{math\})[^\n]*\n.*?^\1\s*$", re.DOTALL | re.M)
+FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.DOTALL)
+INLINE_CODE = re.compile(r"`[^`\n]*`")
+MATH_MARKERS = re.compile(
+    r"\$\$|\{math\}|\\begin\{|\\\(|\\\[|(?<![\\$\w])\$(?=\S)[^$\n]+?(?<=\S)\$(?![\w$])"
+)
+PLOTTING = re.compile(
+    r"\b(?:plt|pyplot|matplotlib|plots)\b|\.plot\(|\bimshow\(|\bsubplots?\(|\.savefig\("
+)
+
+
+@dataclass
+class PageReport:
+    """The outcome of the checks on one page."""
+
+    name: str
+    failures: list[str] = field(default_factory=list)
+    title: str = ""
+    links: int = 0
+    images: int = 0
+    figures: int = 0
+    math_nodes: int = 0
+    screenshot: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when no check failed."""
+        return not self.failures
+
+    def summary(self) -> str:
+        """One line: status, page, title and counts."""
+        status = "OK  " if self.ok else "FAIL"
+        line = (f"{status} {self.name:<32} links={self.links:<3} images={self.images:<3} "
+                f"figures={self.figures:<3} mathjax={self.math_nodes:<4} "
+                f"title={self.title[:50]!r}")
+        if self.failures:
+            line += "\n" + "\n".join(f"       - {failure}" for failure in self.failures)
+        return line
+
+
+class DomScan(HTMLParser):
+    """Collect what the checks need from a dumped DOM: title, links, images, math nodes."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.title = ""
+        self.hrefs: list[str] = []
+        self.img_srcs: list[str] = []
+        self.mjx_containers = 0
+        self.mjx_errors = 0
+        self._in_head = False
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name: value or "" for name, value in attrs}
+        if tag == "head":
+            self._in_head = True
+        elif tag == "title" and self._in_head and not self.title:
+            self._in_title = True
+        elif tag == "a" and "href" in values:
+            self.hrefs.append(values["href"])
+        elif tag == "img":
+            self.img_srcs.append(values.get("src", ""))
+        elif tag == "mjx-container":
+            self.mjx_containers += 1
+        elif tag == "mjx-merror":
+            self.mjx_errors += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "head":
+            self._in_head = False
+        elif tag == "title":
+            self._in_title = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data.strip()
+
+
+def source_features(source: str) -> tuple[bool, bool]:
+    """Whether a MyST source has math in its text and plotting in its code cells."""
+    body = FRONT_MATTER.sub("", source)
+    code = "\n".join(match.group(2) for match in CODE_CELL.finditer(body))
+    prose = INLINE_CODE.sub("", FENCE.sub("", body))
+    return bool(MATH_MARKERS.search(prose)), bool(PLOTTING.search(code))
+
+
+def find_chromium(requested: str | None) -> str | None:
+    """The Chromium executable to use, or None when there is none."""
+    for candidate in ([requested] if requested else list(CHROMIUM_CANDIDATES)):
+        found = shutil.which(candidate)
+        if found:
+            return found
+    return None
+
+
+class SiteHandler(http.server.SimpleHTTPRequestHandler):
+    """Serve the site quietly, optionally with MathJax from a local folder."""
+
+    mathjax_dir: Path | None = None
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Do not log requests."""
+
+    def do_GET(self) -> None:
+        """Serve MathJax from the local copy, rewrite pages to use it, else as usual."""
+        path = urlsplit(self.path).path
+        if self.mathjax_dir is not None and path.startswith(MATHJAX_ROUTE):
+            self._send_file(self.mathjax_dir / unquote(path[len(MATHJAX_ROUTE):]))
+        elif self.mathjax_dir is not None and path.endswith(".html"):
+            local = Path(self.translate_path(path))
+            if not local.is_file():
+                self.send_error(404)
+                return
+            html = local.read_text(encoding="utf-8")
+            html = MATHJAX_SRC.sub(rf"\g<1>{MATHJAX_ROUTE}\g<2>\g<3>", html)
+            self._send_bytes(html.encode("utf-8"), "text/html; charset=utf-8")
+        else:
+            super().do_GET()
+
+    def _send_file(self, file: Path) -> None:
+        root = self.mathjax_dir.resolve() if self.mathjax_dir else None
+        resolved = file.resolve()
+        if root is None or root not in resolved.parents or not resolved.is_file():
+            self.send_error(404)
+            return
+        self._send_bytes(resolved.read_bytes(), self.guess_type(str(resolved)))
+
+    def _send_bytes(self, body: bytes, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@contextmanager
+def serve(site: Path, mathjax_dir: Path | None) -> Iterator[str]:
+    """Serve ``site`` on a free port of 127.0.0.1 in a thread; yield the base URL."""
+    handler = type("Handler", (SiteHandler,), {"mathjax_dir": mathjax_dir})
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler, directory=str(site))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def run_chromium(chromium: str, url: str, extra: list[str], timeout: float) -> str:
+    """Run headless Chromium on ``url`` with a fresh profile; return its stdout."""
+    profile = tempfile.mkdtemp(prefix="check-site-profile-")
+    try:
+        result = subprocess.run(
+            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+             f"--virtual-time-budget={VIRTUAL_TIME_BUDGET_MS}", *extra, url],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"chromium exited with {result.returncode}: "
+                           f"{result.stderr.strip().splitlines()[-1:]}")
+    return result.stdout
+
+
+def local_target(site: Path, page_url: str, base_url: str, ref: str) -> Path | None:
+    """The file under ``site`` that a link or image on a page points to (None if remote)."""
+    parts, base = urlsplit(urljoin(page_url, ref)), urlsplit(base_url)
+    if (parts.scheme, parts.netloc) != (base.scheme, base.netloc):
+        return None
+    relative = unquote(parts.path).lstrip("/")
+    target = site / relative
+    return target / "index.html" if relative == "" or relative.endswith("/") else target
+
+
+def check_page(site: Path, base_url: str, page: Path, source: Path, out_dir: Path,
+               chromium: str, timeout: float) -> PageReport:
+    """Load one page in Chromium, take its screenshot and run every check on it."""
+    name = page.relative_to(site).as_posix()
+    report = PageReport(name)
+    url = urljoin(base_url, name)
+    has_math, has_plots = source_features(source.read_text(encoding="utf-8"))
+    try:
+        dom = run_chromium(chromium, url, ["--dump-dom"], timeout)
+        shot = out_dir / f"{page.stem}.png"
+        run_chromium(chromium, url, [f"--screenshot={shot}", f"--window-size={WINDOW_SIZE}"],
+                     timeout)
+    except (RuntimeError, subprocess.TimeoutExpired) as error:
+        report.failures.append(f"browser: {error}")
+        return report
+    if shot.is_file() and shot.stat().st_size > 0:
+        report.screenshot = shot
+    else:
+        report.failures.append("no screenshot written")
+
+    scan = DomScan()
+    scan.feed(dom)
+    report.title = scan.title
+    if not dom.strip():
+        report.failures.append("empty DOM")
+    if not scan.title:
+        report.failures.append("no <title>")
+
+    for href in scan.hrefs:
+        if href.startswith(("#", "mailto:", "javascript:", "tel:")) or href == "":
+            continue
+        target = local_target(site, url, base_url, href)
+        if target is None:
+            continue
+        report.links += 1
+        if not target.is_file():
+            report.failures.append(f"broken link: {href}")
+
+    for src in scan.img_srcs:
+        report.images += 1
+        if src.startswith("data:"):
+            report.figures += 1
+            if len(src.split(",", 1)[-1]) == 0:
+                report.failures.append("empty data: image")
+            continue
+        target = local_target(site, url, base_url, src)
+        if target is None:
+            report.failures.append(f"image not in the site: {src}")
+        elif not target.is_file():
+            report.failures.append(f"missing image: {src}")
+        elif target.stat().st_size == 0:
+            report.failures.append(f"empty image file: {src}")
+        elif target.parent.name == "_images":
+            report.figures += 1
+
+    report.math_nodes = scan.mjx_containers
+    if has_math and scan.mjx_containers == 0:
+        report.failures.append("math in the source but no mjx-container: MathJax did not render"
+                               " (offline? use --mathjax DIR)")
+    if scan.mjx_errors:
+        report.failures.append(f"{scan.mjx_errors} MathJax error(s) (mjx-merror)")
+    if has_plots and report.figures == 0:
+        report.failures.append("the source plots but the page has no figure")
+    return report
+
+
+def chapter_pages(site: Path, sources: Path) -> list[tuple[Path, Path]]:
+    """(built page, MyST source) for each ``book/*.md``, in name order."""
+    return [(site / "book" / f"{source.stem}.html", source)
+            for source in sorted((sources / "book").glob("*.md"))]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("site", nargs="?", default="_build/html", type=Path,
+                        help="the built HTML folder (default: _build/html)")
+    parser.add_argument("--source", type=Path, default=None,
+                        help="the repository root holding book/*.md (default: SITE/../..)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for the screenshots (default: a new temporary folder)")
+    parser.add_argument("--mathjax", type=Path, default=os.environ.get("MATHJAX_DIR") or None,
+                        help="a local MathJax 3 es5 folder to use instead of the CDN "
+                             "(default: $MATHJAX_DIR)")
+    parser.add_argument("--chromium", default=None, help="the Chromium executable")
+    parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1),
+                        help="pages checked in parallel")
+    parser.add_argument("--timeout", type=float, default=120.0,
+                        help="seconds allowed for one Chromium run")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the checks; return the exit status."""
+    args = parse_args(argv)
+    site: Path = args.site.resolve()
+    sources: Path = (args.source or site.parent.parent).resolve()
+    chromium = find_chromium(args.chromium)
+    if chromium is None:
+        print("check_site: Chromium not found. Install it with:\n"
+              "    apt-get update && apt-get install -y chromium", file=sys.stderr)
+        return 2
+    if not (site / "index.html").is_file() and not (site / "book").is_dir():
+        print(f"check_site: {site} is not a built site (run: jupyter-book build .)",
+              file=sys.stderr)
+        return 1
+    mathjax_dir: Path | None = args.mathjax.resolve() if args.mathjax else None
+    if mathjax_dir is not None and not any(mathjax_dir.glob("*.js")):
+        print(f"check_site: --mathjax {mathjax_dir} holds no MathJax bundle (*.js)",
+              file=sys.stderr)
+        return 1
+    pages = chapter_pages(site, sources)
+    if not pages:
+        print(f"check_site: no book/*.md sources under {sources}", file=sys.stderr)
+        return 1
+    out_dir: Path = (args.out or Path(tempfile.mkdtemp(prefix="check-site-shots-"))).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"check_site: {len(pages)} pages of {site}, screenshots in {out_dir}, "
+          f"MathJax from {mathjax_dir or 'the page (CDN)'}")
+
+    reports: list[PageReport] = []
+    with serve(site, mathjax_dir) as base_url:
+        missing = [PageReport(page.relative_to(site).as_posix(),
+                              [f"no page built for {source.relative_to(sources)}"])
+                   for page, source in pages if not page.is_file()]
+        built = [(page, source) for page, source in pages if page.is_file()]
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            reports = list(pool.map(
+                lambda item: check_page(site, base_url, item[0], item[1], out_dir, chromium,
+                                        args.timeout),
+                built,
+            ))
+        reports += missing
+
+    for report in reports:
+        print(report.summary())
+    failed = [report for report in reports if not report.ok]
+    print(f"check_site: {len(reports) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        print("Failures:")
+        for report in failed:
+            for failure in report.failures:
+                print(f"  {report.name}: {failure}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
