@@ -58,7 +58,9 @@ def main():
     variants = {"MARTHE mu=0.9 hvp=fwd": dict(mu=0.9, hvp="fwd"),
                 "MARTHE mu=0.9 hvp=rev": dict(mu=0.9, hvp="rev"),
                 "MARTHE mu=0.9 one jvp(Phi)": dict(mu=0.9, tangent="jvp"),
+                "MARTHE mu=0.9 hvp=rev est=jvp": dict(mu=0.9, hvp="rev", estimator="jvp"),
                 "MARTHE mu=auto (default)": dict(mu="auto"),
+                "MARTHE mu=auto est=jvp": dict(mu="auto", estimator="jvp"),
                 "HD (mu=0)": dict(mu=0.0)}
     for name, kw in variants.items():
         tuner = hg.Marthe(dyn, lr=0.05, beta=1e-4, **kw)

@@ -152,6 +152,15 @@ class Dynamics:
             return g, hv, (value, bufs)
         if mode != "rev":
             raise ValueError(f"hvp mode must be 'fwd' or 'rev', got {mode!r}")
+        g, hv, (value, new_bufs) = self.grad_eager(theta, batch, aux, hvp_vector=v)
+        return g, hv, (value, new_bufs)
+
+    def grad_eager(self, theta: Params, batch, aux: dict, hvp_vector: Params | None = None):
+        """As :meth:`grad` (plus ``∇²L v`` when ``hvp_vector`` is given) by plain autograd.
+
+        Faster than ``torch.func`` outside function transforms (no wrapper tensors); not for
+        use inside ``jvp``/``vjp``/``vmap``. Returns ``(g, hv or None, (value, new buffers))``.
+        """
         names = list(theta)
         leaves = [theta[k].detach().requires_grad_() for k in names]
         with torch.enable_grad():
@@ -159,10 +168,13 @@ class Dynamics:
             bufs = aux["buffers"]
             out = self.loss(th, batch) if bufs is None else self.loss(th, batch, bufs)
             value, new_bufs = (out, {}) if bufs is None else out
-            gs = torch.autograd.grad(value, leaves, create_graph=True)
-            hvs = torch.autograd.grad(gs, leaves, grad_outputs=[v[k] for k in names])
+            gs = torch.autograd.grad(value, leaves, create_graph=hvp_vector is not None)
+            hv = None
+            if hvp_vector is not None:
+                hvs = torch.autograd.grad(gs, leaves, grad_outputs=[hvp_vector[k] for k in names])
+                hv = dict(zip(names, hvs, strict=True))
         g = {k: x.detach() for k, x in zip(names, gs, strict=True)}
-        return g, dict(zip(names, hvs, strict=True)), (value.detach(), new_bufs)
+        return g, hv, (value.detach(), new_bufs)
 
     def phi(self, w: dict, lr: torch.Tensor, batch, aux: dict):
         """``Φ_t(w, η)`` (the constraint of Eq. 1) with ``t = aux["step"]``.
@@ -175,9 +187,14 @@ class Dynamics:
         w_next = self.update(w, g, lr, aux["step"])
         return w_next, (value, new_bufs, g)
 
+    def update_and_lr_derivative(self, w: dict, g: Params, lr: torch.Tensor, step: int):
+        """``(Φ(w, η), B = ∂Φ/∂η)`` at ``(w, η)`` given the gradient ``g``: one jvp of the
+        elementwise update along ``η``."""
+        return jvp(lambda lr_: self.update(w, g, lr_, step), (lr,), (torch.ones_like(lr),))
+
     def lr_derivative(self, w: dict, g: Params, lr: torch.Tensor, step: int) -> dict:
-        """``B = ∂Φ/∂η`` at ``(w, η)`` given the gradient ``g``: a jvp of the elementwise update."""
-        return jvp(lambda lr_: self.update(w, g, lr_, step), (lr,), (torch.ones_like(lr),))[1]
+        """``B = ∂Φ/∂η`` at ``(w, η)`` given the gradient ``g``."""
+        return self.update_and_lr_derivative(w, g, lr, step)[1]
 
     @staticmethod
     def next_aux(aux: dict, new_bufs: dict) -> dict:

@@ -70,8 +70,12 @@ def _call_objective(objective: Callable, state: State):
     return (lambda th: objective(th)) if bufs is None else (lambda th: objective(th, bufs))
 
 
-def objective_value_and_grad(objective: Callable, state: State) -> tuple[torch.Tensor, Params]:
-    """``(E(θ(w)), ∇E(θ(w)))`` in one pass, checking that ``E`` is a scalar."""
+def objective_value_and_grad(objective: Callable, state: State, eager: bool = False
+                             ) -> tuple[torch.Tensor, Params]:
+    """``(E(θ(w)), ∇E(θ(w)))`` in one pass, checking that ``E`` is a scalar.
+
+    ``eager=True`` uses plain autograd (faster; not inside ``torch.func`` transforms).
+    """
     f = _call_objective(objective, state)
 
     def checked(theta):
@@ -81,8 +85,16 @@ def objective_value_and_grad(objective: Callable, state: State) -> tuple[torch.T
             raise ValueError(f"the objective must return a scalar (0-dim) tensor, got {shape}")
         return out
 
-    g, value = grad_and_value(checked)(state.w["params"])
-    return value.detach(), g
+    theta = state.w["params"]
+    if not eager:
+        g, value = grad_and_value(checked)(theta)
+        return value.detach(), g
+    names = list(theta)
+    leaves = [theta[k].detach().requires_grad_() for k in names]
+    with torch.enable_grad():
+        value = checked(dict(zip(names, leaves, strict=True)))
+        gs = torch.autograd.grad(value, leaves)
+    return value.detach(), dict(zip(names, gs, strict=True))
 
 
 def unroll(dyn: Dynamics, params_or_state, lrs, batches: Sequence, *, keep_every: int = 0,
@@ -140,7 +152,7 @@ def _reverse(dyn, state0, lrs, batches, objective, k):
     T = len(batches)
     k = max(1, min(T, k or math.ceil(math.sqrt(T))))
     state_T, checkpoints = unroll(dyn, state0, lrs, batches, keep_every=k)
-    value, g_E = objective_value_and_grad(objective, state_T)
+    value, g_E = objective_value_and_grad(objective, state_T, eager=True)
     # p_T = ∇E(w_T): nonzero only in the weights part θ(w).
     p = {**tree_zeros_like(state_T.w), "params": g_E}
     grad = torch.zeros_like(lrs)
@@ -179,7 +191,7 @@ def _forward(dyn, state0, lrs, batches, objective):
         if not torch.isfinite(value):
             raise DivergenceError(t, "the training loss")
         state = State(w_next, dyn.next_aux(aux, bufs))
-    value, g_E = objective_value_and_grad(objective, state)
+    value, g_E = objective_value_and_grad(objective, state, eager=True)
     grad = sum(torch.einsum("t...,...->t", Zp, gp)
                for Zp, gp in zip(Z["params"].values(), g_E.values(), strict=True))
     return value, grad

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
-from torch.func import jvp
+from torch.func import jvp, vmap
 
 from hypergrad.dynamics import (
     DivergenceError,
@@ -42,7 +42,7 @@ from hypergrad.dynamics import (
     tree_scale,
     tree_zeros_like,
 )
-from hypergrad.hypergradient import objective_value_and_grad
+from hypergrad.hypergradient import _call_objective, objective_value_and_grad
 
 __all__ = ["Marthe", "HD", "RTHO", "OnlineState", "StepInfo", "History", "run_online",
            "select_hyper_lr", "default_hvp_mode"]
@@ -115,6 +115,9 @@ class Marthe:
         tangent: ``"hvp"`` (default, fast path) or ``"jvp"`` (the one-call general path).
         hvp: ``"fwd"`` or ``"rev"`` Hessian-vector products for ``tangent="hvp"``
             (default: :func:`default_hvp_mode` for the weights' device).
+        estimator: how ``Δ_t`` (and ``p_t``) are formed from ``E``: ``"grad"`` (``∇E`` by
+            reverse mode, then dot products) or ``"jvp"`` (forward-mode directional
+            derivatives). Equal up to rounding.
     """
 
     dyn: Dynamics
@@ -124,10 +127,11 @@ class Marthe:
     kappa: float | None
     tangent: str
     hvp: str | None
+    estimator: str
 
     def __init__(self, dyn: Dynamics, lr: float = 0.01, beta: float = 1e-4,
                  mu: float | str = "auto", kappa: float | None = None, *,
-                 tangent: str = "hvp", hvp: str | None = None):
+                 tangent: str = "hvp", hvp: str | None = None, estimator: str = "grad"):
         set_ = object.__setattr__
         set_(self, "dyn", dyn)
         set_(self, "lr", _check_number("lr", lr))
@@ -140,8 +144,11 @@ class Marthe:
             raise ValueError(f"tangent must be 'hvp' or 'jvp', got {tangent!r}")
         if hvp not in (None, "fwd", "rev"):
             raise ValueError(f"hvp must be None, 'fwd' or 'rev', got {hvp!r}")
+        if estimator not in ("grad", "jvp"):
+            raise ValueError(f"estimator must be 'grad' or 'jvp', got {estimator!r}")
         set_(self, "tangent", tangent)
         set_(self, "hvp", hvp)
+        set_(self, "estimator", estimator)
 
     @property
     def adaptive_mu(self) -> bool:
@@ -181,9 +188,11 @@ class Marthe:
         is not finite.
         """
         state, Z, t = ostate.state, ostate.Z, ostate.t
-        # 1. g = ∇E(θ(w_t)) on a validation minibatch; Δ_t = gᵀ θ(Z_t)   (Eq. 11)
-        value, g = objective_value_and_grad(objective, state)
-        delta = float(tree_dot(g, Z["params"]))
+        # 1. g = ∇E(θ(w_t)) on a validation minibatch; Δ_t = gᵀ θ(Z_t)   (Eq. 11);
+        #    and p_t = gᵀ θ(B_{t-1}) for the adaptive μ (step 3)
+        need_p = self.adaptive_mu and t >= 1
+        value, delta, p = self._estimates(objective, state, Z["params"],
+                                          ostate.B_prev if need_p else None)
         if not (math.isfinite(delta) and math.isfinite(float(value))):
             raise DivergenceError(t, "the objective or its hypergradient")
         lr, beta, mu, rho = ostate.lr, ostate.beta, ostate.mu, ostate.rho
@@ -198,7 +207,6 @@ class Marthe:
         if not self.adaptive_mu:
             mu = self.mu
         elif t >= 1:
-            p = float(tree_dot(g, ostate.B_prev))          # the HD estimate at w_t
             c = min(max(delta / p, 0.0), 1.0) if p != 0 else 0.0
             rho = (rho + 1.0) * mu
             mu = c ** (1.0 / (1.0 + rho))
@@ -210,6 +218,26 @@ class Marthe:
         B_prev = B["params"] if self.adaptive_mu else None
         info = StepInfo(t, lr, mu, beta, delta, float(loss), float(value))
         return OnlineState(new_state, Z_next, lr, beta, mu, rho, delta, B_prev, t + 1), info
+
+    def _estimates(self, objective: Callable, state: State, Z: Params, B_prev: Params | None):
+        """``(E(w_t), Δ_t = ∇E(w_t)ᵀθ(Z_t), p_t = ∇E(w_t)ᵀθ(B_{t-1}) or None)`` as floats.
+
+        ``estimator="grad"`` forms ``∇E`` by reverse mode and takes dot products;
+        ``estimator="jvp"`` computes the directional derivatives by forward mode (one lane
+        per direction) without forming ``∇E``.
+        """
+        if self.estimator == "grad":
+            value, g = objective_value_and_grad(objective, state, eager=self.tangent == "hvp")
+            p = None if B_prev is None else float(tree_dot(g, B_prev))
+            return float(value), float(tree_dot(g, Z)), p
+        f = _call_objective(objective, state)
+        theta = state.w["params"]
+        if B_prev is None:
+            value, delta = jvp(f, (theta,), (Z,))
+            return float(value), float(delta), None
+        dirs = {k: torch.stack([Z[k], B_prev[k]]) for k in Z}
+        value, d = vmap(lambda v: jvp(f, (theta,), (v,)), out_dims=(None, 0))(dirs)
+        return float(value), float(d[0]), float(d[1])
 
     def _advance(self, state: State, Z: dict, lr: float, mu: float, batch):
         """Step 4: ``(w_{t+1}, Z_{t+1}, L_t, new buffers, B_t)`` at the current ``η_t``."""
@@ -224,12 +252,12 @@ class Marthe:
             return w_next, Z_next, loss, bufs, B
         # the fast path: (∇L, ∇²L θ(μZ)), then one jvp of the elementwise update U
         if mu == 0.0:                 # HD, or a reset: Z_{t+1} = B_t, no Hessian needed
-            g, (loss, bufs) = dyn.grad(w["params"], batch, aux)
-            Zmu, hv = tree_zeros_like(w), tree_zeros_like(g)
-        else:
-            Zmu = tree_scale(Z, mu)
-            mode = self.hvp or default_hvp_mode(eta.device)
-            g, hv, (loss, bufs) = dyn.grad_and_hvp(w["params"], Zmu["params"], batch, aux, mode)
+            g, _, (loss, bufs) = dyn.grad_eager(w["params"], batch, aux)
+            w_next, B = dyn.update_and_lr_derivative(w, g, eta, aux["step"])
+            return w_next, B, loss, bufs, B
+        Zmu = tree_scale(Z, mu)
+        mode = self.hvp or default_hvp_mode(eta.device)
+        g, hv, (loss, bufs) = dyn.grad_and_hvp(w["params"], Zmu["params"], batch, aux, mode)
         w_next, Z_next = jvp(lambda w_, g_, lr_: dyn.update(w_, g_, lr_, aux["step"]),
                              (w, g, eta), (Zmu, hv, one))
         B = dyn.lr_derivative(w, g, eta, aux["step"]) if self.adaptive_mu else None

@@ -62,7 +62,8 @@ def test_fast_paths_equal_the_general_jvp_path(name, mu):
     dyn, lr, params, batches, objective, _ = _setup(name)
     beta = 1e-2 if name != "adam" else 1e-5
     runs = [_run(hg.Marthe(dyn, lr, beta, mu=mu, kappa=1e-3, **kw), params, batches, objective, T)
-            for kw in (dict(tangent="jvp"), dict(hvp="fwd"), dict(hvp="rev"))]
+            for kw in (dict(tangent="jvp"), dict(hvp="fwd"), dict(hvp="rev"),
+                       dict(hvp="rev", estimator="jvp"))]
     ref_state, ref_infos = runs[0]
     for ostate, infos in runs[1:]:
         for a, b in zip(infos, ref_infos, strict=True):
@@ -229,6 +230,7 @@ def test_state_dict_resumes_bit_identically():
     (dict(mu=1.5), "mu"), (dict(mu=-0.1), "mu"), (dict(mu="sometimes"), "mu"),
     (dict(kappa=-1.0), "kappa"), (dict(kappa=float("nan")), "kappa"),
     (dict(tangent="reverse"), "tangent"), (dict(hvp="both"), "hvp"),
+    (dict(estimator="finite-differences"), "estimator"),
 ])
 def test_bad_input(kw, match):
     dyn = _setup("sgd")[0]

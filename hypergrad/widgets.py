@@ -1,0 +1,112 @@
+"""Interactive explorers of the book's chapters (ipywidgets).
+
+Each explorer is two pieces: a plain plotting function that takes ordinary arguments, runs
+the computation and returns a :class:`matplotlib.figure.Figure` (tested like any function),
+and a thin :func:`ipywidgets.interactive` wrapper around it. ``ipywidgets`` is imported inside
+the wrappers only, so this module imports without it.
+
+* :func:`fig1_figure` / :func:`explore_fig1`: Figure 1 of the paper for one function, one
+  online method and one ``β`` — the trajectory on the loss surface and the schedule ``η_t``.
+* :func:`marthe_figure` / :func:`explore_marthe`: MARTHE with a fixed or adaptive discount
+  ``μ``, a hyper-learning rate ``β`` and an optional ``κ`` — trajectory, ``η_t`` and ``μ_t``.
+"""
+
+from __future__ import annotations
+
+from matplotlib.figure import Figure
+
+from hypergrad.functions import problem, run_fig1
+from hypergrad.plots import plot_curves, plot_schedule, plot_surface_trajectories
+
+__all__ = ["fig1_figure", "marthe_figure", "explore_fig1", "explore_marthe"]
+
+_LABELS = {"hd": "HD", "rtho": "RTHO", "marthe": "MARTHE"}
+
+
+def _status(run) -> str:
+    if run.diverged:
+        return f"diverged at step {run.diverged_at}"
+    return f"best f = {run.best:.3g}"
+
+
+def fig1_figure(function: str = "beale", method: str = "rtho", beta: float = 1e-7,
+                steps: int = 500) -> Figure:
+    """One run of Figure 1's experiment: the trajectory on the surface (left) and ``η_t`` (right).
+
+    ``function``: ``"beale"`` or ``"bukin"``; ``method``: ``"hd"``, ``"rtho"`` or ``"marthe"``
+    (adaptive ``μ``); plain gradient descent for ``steps`` steps from ``η_0 = 0``.
+    """
+    prob = problem(function)
+    run = run_fig1(prob.f, prob.start, method, beta, steps=steps)
+    label = _LABELS.get(method.lower(), method)
+    fig = Figure(figsize=(10.0, 4.0), layout="constrained")
+    ax_s, ax_lr = fig.subplots(1, 2)
+    plot_surface_trajectories(ax_s, prob.f, {label: run.trajectory}, prob.xlim, prob.ylim,
+                              start=prob.start, minimum=prob.minimum,
+                              title=f"{prob.name}: {label}, β = {beta:.1e}")
+    plot_schedule(ax_lr, {label: run.history}, title=_status(run))
+    return fig
+
+
+def marthe_figure(function: str = "bukin", mu: float | str = "auto", beta: float = 1e-7,
+                  kappa: float | None = None, steps: int = 500) -> Figure:
+    """MARTHE on a Figure 1 problem: trajectory, learning rate ``η_t`` and discount ``μ_t``.
+
+    ``mu``: a number in ``[0, 1]`` (``0`` is HD, ``1`` is RTHO) or ``"auto"`` (Appendix A);
+    ``kappa``: ``None`` keeps ``β`` fixed, a number adapts it.
+    """
+    prob = problem(function)
+    run = run_fig1(prob.f, prob.start, "marthe", beta, steps=steps, mu=mu, kappa=kappa)
+    mu_txt = "auto" if mu == "auto" else f"{float(mu):.2f}"
+    k_txt = "" if kappa is None else f", κ = {kappa:.0e}"
+    fig = Figure(figsize=(14.0, 4.0), layout="constrained")
+    ax_s, ax_lr, ax_mu = fig.subplots(1, 3)
+    plot_surface_trajectories(ax_s, prob.f, {"MARTHE": run.trajectory}, prob.xlim, prob.ylim,
+                              start=prob.start, minimum=prob.minimum,
+                              title=f"{prob.name}: μ = {mu_txt}, β₀ = {beta:.1e}{k_txt}")
+    plot_schedule(ax_lr, {"MARTHE": run.history}, title=_status(run))
+    plot_curves(ax_mu, {"MARTHE": run.history}, field="mu", ylabel=r"discount $\mu_t$",
+                title=r"$\mu_t$ (0: HD step, 1: RTHO step)")
+    ax_mu.set_ylim(-0.05, 1.05)
+    return fig
+
+
+def explore_fig1(steps: int = 500):
+    """Sliders for :func:`fig1_figure`: function, method and ``log10 β``."""
+    import ipywidgets as W
+
+    def make(function, method, log10_beta):
+        return fig1_figure(function, method, 10.0 ** log10_beta, steps)
+
+    return W.interactive(
+        make,
+        function=W.Dropdown(options=[("Beale", "beale"), ("Bukin (smoothed)", "bukin")],
+                            value="beale", description="function"),
+        method=W.Dropdown(options=[("HD", "hd"), ("RTHO", "rtho"), ("MARTHE", "marthe")],
+                          value="rtho", description="method"),
+        log10_beta=W.FloatSlider(value=-7.0, min=-10.0, max=-4.0, step=0.25,
+                                 description="log10 β", continuous_update=False),
+    )
+
+
+def explore_marthe(steps: int = 500):
+    """Sliders for :func:`marthe_figure`: function, ``μ`` (or adaptive), ``log10 β``, ``log10 κ``."""
+    import ipywidgets as W
+
+    def make(function, adaptive_mu, mu, log10_beta, adapt_beta, log10_kappa):
+        return marthe_figure(function, "auto" if adaptive_mu else mu, 10.0 ** log10_beta,
+                             10.0 ** log10_kappa if adapt_beta else None, steps)
+
+    return W.interactive(
+        make,
+        function=W.Dropdown(options=[("Beale", "beale"), ("Bukin (smoothed)", "bukin")],
+                            value="bukin", description="function"),
+        adaptive_mu=W.Checkbox(value=True, description="adaptive μ"),
+        mu=W.FloatSlider(value=0.9, min=0.0, max=1.0, step=0.05, description="μ (fixed)",
+                       continuous_update=False),
+        log10_beta=W.FloatSlider(value=-7.0, min=-10.0, max=-4.0, step=0.25,
+                                 description="log10 β₀", continuous_update=False),
+        adapt_beta=W.Checkbox(value=False, description="adaptive β"),
+        log10_kappa=W.FloatSlider(value=-16.0, min=-20.0, max=-8.0, step=0.5,
+                                  description="log10 κ", continuous_update=False),
+    )
