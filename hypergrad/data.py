@@ -7,7 +7,7 @@ environment variable ``HYPERGRAD_DATA``, else the per-user cache
 ``$XDG_CACHE_HOME/hypergrad`` (default ``~/.cache/hypergrad``). Inside it:
 
 * ``mnist/`` holds the four official IDX gzip files of MNIST (names and MD5s in
-  :data:`MNIST_FILES`), downloaded from the mirrors in :data:`MNIST_MIRRORS`;
+  ``MNIST_FILES``), downloaded from the mirrors in ``MNIST_MIRRORS``;
 * ``cifar-10-python.tar.gz`` / ``cifar-100-python.tar.gz`` are the official python-pickle
   archives of CIFAR (:data:`CIFAR_ARCHIVES`), extracted next to themselves into
   ``cifar-10-batches-py/`` / ``cifar-100-python/``. An already extracted folder is used as is.

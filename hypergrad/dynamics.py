@@ -23,6 +23,7 @@ Non-differentiated state (the step count and BatchNorm's running statistics) liv
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -47,8 +48,9 @@ class State(NamedTuple):
 class DivergenceError(FloatingPointError):
     """A run produced NaN or inf; ``step`` is the 0-indexed step ``t`` at which it was seen."""
 
-    def __init__(self, step: int, what: str):
-        super().__init__(f"diverged at step {step}: {what} is not finite "
+    def __init__(self, step: int, what: str, blowup: bool = False):
+        reason = what if blowup else f"{what} is not finite"
+        super().__init__(f"diverged at step {step}: {reason} "
                          f"(lower the learning rate or the hyper-learning rate)")
         self.step = step
 
@@ -88,11 +90,16 @@ def tree_all_finite(tree: Tree) -> bool:
     return bool(torch.stack([x.sum() for x in leaves]).isfinite().all()) if leaves else True
 
 
-def as_lr(lr, like: torch.Tensor) -> torch.Tensor:
-    """A learning rate as a 0-dim tensor with the weights' dtype and device (checked ≥ 0)."""
+def as_lr(lr, like: torch.Tensor, check: bool = True) -> torch.Tensor:
+    """A learning rate as a 0-dim tensor with the weights' dtype and device.
+
+    With ``check``, a negative or non-finite value is rejected (one device sync for a tensor).
+    """
     lr = torch.as_tensor(lr, dtype=like.dtype, device=like.device)
     if lr.ndim != 0:
         raise ValueError(f"a learning rate must be a scalar, got shape {tuple(lr.shape)}")
+    if check and not (math.isfinite(v := float(lr)) and v >= 0):
+        raise ValueError(f"a learning rate must be finite and >= 0, got {v}")
     return lr
 
 
@@ -122,7 +129,7 @@ class Dynamics:
             raise ValueError("params must be a non-empty dict of tensors")
         theta = {k: v.detach().clone() for k, v in params.items()}
         w = {"params": theta, **{s: tree_zeros_like(theta) for s in self.slots}}
-        bufs = None if buffers is None else {k: v.detach().clone() for k, v in buffers.items()}
+        bufs = {k: v.detach().clone() for k, v in buffers.items()} if buffers else None
         return State(w, {"step": 0, "buffers": bufs})
 
     @staticmethod
@@ -140,7 +147,7 @@ class Dynamics:
         g, (value, new_bufs) = grad_and_value(self.loss, has_aux=True)(theta, batch, bufs)
         return g, (value, new_bufs)
 
-    def grad_and_hvp(self, theta: Params, v: Params, batch, aux: dict, mode: str = "fwd"):
+    def grad_and_hvp(self, theta: Params, v: Params, batch, aux: dict, mode: str = "rev"):
         """``(∇L_t(θ), ∇²L_t(θ) v, (loss value, new buffers))`` in one pass.
 
         ``mode="fwd"``: forward-over-reverse (``jvp`` of ``grad``); ``mode="rev"``:
@@ -205,9 +212,11 @@ class Dynamics:
         """One optimizer step: ``w_{t+1} = Φ_t(w_t, η_t)``."""
         return self.step_with_loss(state, lr, batch)[0]
 
-    def step_with_loss(self, state: State, lr, batch) -> tuple[State, torch.Tensor]:
+    def step_with_loss(self, state: State, lr, batch, check_lr: bool = True
+                       ) -> tuple[State, torch.Tensor]:
         """As :meth:`step`, also returning the training loss ``L_t(θ(w_t))``."""
-        w, (value, bufs, _) = self.phi(state.w, as_lr(lr, _leaf(state)), batch, state.aux)
+        eta = as_lr(lr, _leaf(state), check=check_lr)
+        w, (value, bufs, _) = self.phi(state.w, eta, batch, state.aux)
         return State(w, self.next_aux(state.aux, bufs)), value
 
     def __repr__(self) -> str:

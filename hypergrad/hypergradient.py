@@ -102,13 +102,13 @@ def unroll(dyn: Dynamics, params_or_state, lrs, batches: Sequence, *, keep_every
     """Run ``w_{t+1} = Φ_t(w_t, η_t)`` for ``t < T`` without any autograd graph.
 
     Returns ``w_T`` and the checkpoints ``{s: w_s}`` for ``s`` multiple of ``keep_every``
-    (none when 0). Raises :class:`DivergenceError` at the first non-finite training loss.
+    (none when 0). Raises :class:`~hypergrad.dynamics.DivergenceError` at the first non-finite training loss.
     """
     state = _as_state(dyn, params_or_state)
     checkpoints = {0: state} if keep_every else {}
     with torch.no_grad():
         for s, batch in enumerate(batches):
-            state, value = dyn.step_with_loss(state, lrs[s], batch)
+            state, value = dyn.step_with_loss(state, lrs[s], batch, check_lr=False)
             if check and not torch.isfinite(value):
                 raise DivergenceError(s, "the training loss")
             if keep_every and (s + 1) % keep_every == 0 and s + 1 < len(lrs):
@@ -124,8 +124,8 @@ def hypergradient(dyn: Dynamics, params, lrs, batches: Sequence, objective: Call
     """``(f_T(η), ∇f_T(η))`` for ``f_T(η) = E(θ(w_T(η)))`` (Eq. 1–4).
 
     Args:
-        dyn: the dynamics ``Φ`` (:func:`hypergrad.sgd`, :func:`hypergrad.adam`).
-        params: initial weights (dict of tensors) or an initial :class:`State` ``w_0``.
+        dyn: the dynamics ``Φ`` (:func:`~hypergrad.dynamics.sgd`, :func:`~hypergrad.dynamics.adam`).
+        params: initial weights (dict of tensors) or an initial :class:`~hypergrad.dynamics.State` ``w_0``.
         lrs: the schedule ``η``, a 1-D tensor of ``T`` non-negative learning rates.
         batches: ``T`` minibatches; step ``t`` uses ``batches[t]``.
         objective: ``E``: ``objective(params) -> scalar`` (``objective(params, buffers)``

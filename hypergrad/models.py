@@ -167,7 +167,7 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """CIFAR ResNet: 3x3 stem conv (no max-pool), stages of :class:`BasicBlock` with widths
+    """CIFAR ResNet: 3x3 stem conv (no max-pool), stages of ``BasicBlock`` with widths
     ``width * (1, 2, 4, 8)`` and strides 1, 2, 2, 2, global average pooling, linear layer."""
 
     def __init__(self, blocks=(2, 2, 2, 2), num_classes=100, width=64, in_channels=3):
@@ -250,15 +250,19 @@ def module_loss(module: nn.Module, criterion=F.cross_entropy):
 
 
 def module_objective(module, batch, criterion=F.cross_entropy, buffers=None, train=False):
-    """``objective(params) -> scalar``: the unregularised loss on the fixed ``batch = (x, y)``,
-    e.g. the validation error whose hypergradient is sought.
+    """``objective(params, buffers=None) -> scalar``: the unregularised loss on the fixed
+    ``batch = (x, y)``, e.g. the validation error whose hypergradient is sought.
 
-    Eval mode by default, with ``buffers`` (the module's own when ``None``) as BatchNorm running
-    statistics; ``train=True`` uses batch statistics instead, updating only throwaway copies.
+    Eval mode by default, with BatchNorm running statistics taken from the call's ``buffers``
+    (the library passes the trajectory's current ones when the state carries buffers), else
+    from this function's ``buffers``, else the module's own; ``train=True`` uses batch
+    statistics instead, updating only throwaway copies.
     """
     x, y = batch
+    fixed = buffers
 
-    def objective(params):
+    def objective(params, buffers=None):
+        buffers = buffers if buffers is not None else fixed
         bufs = buffers if buffers is not None else {}
         if train:
             bufs = {k: v.clone() for k, v in (bufs or dict(module.named_buffers())).items()}

@@ -107,7 +107,7 @@ class Marthe:
     """MARTHE (Algorithm 1): online learning-rate schedule by a discounted tangent.
 
     Args:
-        dyn: the inner dynamics ``Φ`` (:func:`hypergrad.sgd`, :func:`hypergrad.adam`).
+        dyn: the inner dynamics ``Φ`` (:func:`~hypergrad.dynamics.sgd`, :func:`~hypergrad.dynamics.adam`).
         lr: ``η_0 ≥ 0``.
         beta: the hyper-learning rate ``β_0 ≥ 0``.
         mu: the discount ``μ ∈ [0, 1]`` (fixed), or ``"auto"`` (Eq. 10, Appendix A).
@@ -168,7 +168,7 @@ class Marthe:
 
     @staticmethod
     def state_dict(ostate: OnlineState) -> dict[str, Any]:
-        """A plain dict (for ``torch.save``); :meth:`load_state_dict` restores it exactly."""
+        """A plain dict (for ``torch.save``); :meth:`Marthe.load_state_dict` restores it exactly."""
         return {"format": "hypergrad.OnlineState/1", **ostate._asdict(),
                 "state": ostate.state._asdict()}
 
@@ -184,7 +184,7 @@ class Marthe:
     def step(self, ostate: OnlineState, batch, objective: Callable) -> tuple[OnlineState, StepInfo]:
         """One iteration ``t`` of Algorithm 1; ``objective(params)`` is ``E`` at this step.
 
-        Raises :class:`DivergenceError` (naming ``t``) when ``E``, ``L_t``, ``Δ_t`` or ``η_t``
+        Raises :class:`~hypergrad.dynamics.DivergenceError` (naming ``t``) when ``E``, ``L_t``, ``Δ_t`` or ``η_t``
         is not finite.
         """
         state, Z, t = ostate.state, ostate.Z, ostate.t
@@ -242,7 +242,7 @@ class Marthe:
     def _advance(self, state: State, Z: dict, lr: float, mu: float, batch):
         """Step 4: ``(w_{t+1}, Z_{t+1}, L_t, new buffers, B_t)`` at the current ``η_t``."""
         dyn, w, aux = self.dyn, state.w, state.aux
-        eta = as_lr(lr, next(iter(w["params"].values())))
+        eta = as_lr(lr, next(iter(w["params"].values())), check=False)   # checked in step
         one = torch.ones_like(eta)
         if self.tangent == "jvp":     # the general path: ONE jvp of Φ_t
             w_next, Z_next, (loss, bufs, g) = jvp(
@@ -311,7 +311,7 @@ def run_online(tuner: Marthe, params, batches, objectives, *, max_loss_ratio: fl
     """Run ``tuner`` over ``batches``; ``objectives`` is one callable or one per step.
 
     A run *diverges* when a value is not finite or when the training loss exceeds
-    ``max_loss_ratio`` times the first one (a blow-up): :class:`DivergenceError` names the step.
+    ``max_loss_ratio`` times the first one (a blow-up): :class:`~hypergrad.dynamics.DivergenceError` names the step.
     """
     ostate = ostate or tuner.init(params)
     hist = History.empty()
@@ -321,7 +321,7 @@ def run_online(tuner: Marthe, params, batches, objectives, *, max_loss_ratio: fl
         hist.append(info)
         if info.loss > max_loss_ratio * max(hist.loss[0], 1e-12):
             raise DivergenceError(info.t, f"the training loss blew up ({info.loss:.3g} > "
-                                          f"{max_loss_ratio} × {hist.loss[0]:.3g}); it")
+                                          f"{max_loss_ratio} × {hist.loss[0]:.3g})", blowup=True)
         if callback is not None:
             callback(ostate, info)
     return ostate, hist
@@ -332,7 +332,7 @@ def select_hyper_lr(run: Callable[[float], Any], start: float, factor: float = 1
     """The step-size selection procedure of Section 4: try ``start``, divide by ``factor``.
 
     ``run(value)`` runs the tuner with that ``κ`` (or ``β``) and raises
-    :class:`DivergenceError` when the run diverges. Returns ``(value, result)`` for the
+    :class:`~hypergrad.dynamics.DivergenceError` when the run diverges. Returns ``(value, result)`` for the
     first value whose run finished.
     """
     value = _check_number("start", start)
@@ -343,4 +343,5 @@ def select_hyper_lr(run: Callable[[float], Any], start: float, factor: float = 1
             return value, run(value)
         except DivergenceError:
             value /= factor
-    raise DivergenceError(-1, f"every value down to {value * factor:.3g} diverged; the run")
+    raise DivergenceError(-1, f"every value from {start:.3g} down to {value * factor:.3g} diverged",
+                          blowup=True)

@@ -111,7 +111,8 @@ def lrs_opt(dyn: Dynamics, params, lrs, batches: Sequence | Callable[[int], Sequ
     """
     if iterations < 0 or not (step_size > 0) or not math.isfinite(step_size):
         raise ValueError("iterations must be >= 0 and step_size a positive finite number")
-    lrs = check_schedule(lrs).clone()
+    like = next(iter((params.w["params"] if hasattr(params, "w") else params).values()))
+    lrs = check_schedule(lrs, like=like).clone()
     T = len(lrs)
     settings = {"T": T, "step_size": step_size, "max_lr": max_lr, "dynamics": repr(dyn),
                 **(settings or {})}
@@ -122,7 +123,7 @@ def lrs_opt(dyn: Dynamics, params, lrs, batches: Sequence | Callable[[int], Sequ
             if result.settings.get(key) != settings[key]:
                 raise ValueError(f"cannot resume {save_path}: it was run with {key}="
                                  f"{result.settings.get(key)}, not {settings[key]}")
-        lrs = torch.tensor(result.lrs, dtype=lrs.dtype)
+        lrs = torch.tensor(result.lrs, dtype=lrs.dtype, device=lrs.device)
     elapsed = result.meta.get("wall_time_s", 0.0)
     start = time.perf_counter()
     bar = _progress(range(result.iterations, iterations), progress, result.iterations, iterations)
@@ -132,7 +133,7 @@ def lrs_opt(dyn: Dynamics, params, lrs, batches: Sequence | Callable[[int], Sequ
                                     checkpoint_every=checkpoint_every)
         if not torch.isfinite(grad).all():
             raise FloatingPointError(f"LRS-OPT iteration {it}: the hypergradient is not finite")
-        lrs = (lrs - step_size * grad.to(lrs.dtype)).clamp(min=0.0, max=max_lr)
+        lrs = (lrs - step_size * grad).clamp(min=0.0, max=max_lr)
         result.history.append(float(value))
         result.iterations = it + 1
         result.lrs = lrs.tolist()

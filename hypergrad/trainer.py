@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from hypergrad.dynamics import Dynamics, State, adam, sgd
+from hypergrad.dynamics import DivergenceError, Dynamics, State, adam, sgd
 from hypergrad.online import HD, RTHO, History, Marthe, OnlineState, StepInfo
 
 __all__ = ["ModuleTrainer"]
@@ -42,9 +42,16 @@ class ModuleTrainer:
         optimizer: ``"sgd"`` (``momentum``, ``weight_decay``, ``nesterov``) or ``"adam"``
             (``betas``, ``eps``, ``weight_decay``).
         method: ``"marthe"``, ``"hd"`` (``μ = 0``), ``"rtho"`` (``μ = 1``) or ``"fixed"``.
-        lr, beta, mu, kappa: as :class:`hypergrad.Marthe` (``mu`` only for ``"marthe"``).
+        lr, beta, mu, kappa: as :class:`~hypergrad.online.Marthe` (``mu`` only for ``"marthe"``).
         schedule: for ``method="fixed"``, a callable ``t -> η_t`` or a 1-D tensor.
         criterion: ``criterion(outputs, targets)``, cross-entropy by default.
+        max_loss_ratio: raise :class:`~hypergrad.dynamics.DivergenceError` when the training
+            loss exceeds this multiple of the first one (a blow-up; off by default).
+        tuner_options: passed to :class:`~hypergrad.online.Marthe` (``tangent``, ``hvp``,
+            ``estimator``).
+
+    On a :class:`~hypergrad.dynamics.DivergenceError` the trainer keeps the last state it
+    completed (the module holds it); nothing of the failed step is written back.
     """
 
     def __init__(self, model: torch.nn.Module, optimizer: str = "sgd", method: str = "marthe",
@@ -52,12 +59,14 @@ class ModuleTrainer:
                  kappa: float | None = None, schedule: Callable[[int], float] | None = None, *,
                  momentum: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 criterion: Callable = F.cross_entropy, tangent: str = "hvp"):
+                 criterion: Callable = F.cross_entropy, max_loss_ratio: float = math.inf,
+                 **tuner_options):
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         if method == "fixed" and schedule is None:
             raise ValueError("method='fixed' needs a schedule (a callable t -> lr or a tensor)")
         self.model, self.method, self.criterion = model, method, criterion
+        self.max_loss_ratio = max_loss_ratio
         self._buffer_names = [n for n, _ in model.named_buffers()]
         self.dyn = self._dynamics(optimizer, momentum, weight_decay, nesterov, betas, eps)
         params = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -68,7 +77,7 @@ class ModuleTrainer:
             self.tuner = None
             self.state: State | OnlineState = self.dyn.init(params, buffers)
         else:
-            kw = dict(tangent=tangent)
+            kw = tuner_options
             self.tuner = {"marthe": lambda: Marthe(self.dyn, lr, beta, mu, kappa, **kw),
                           "hd": lambda: HD(self.dyn, lr, beta, kappa, **kw),
                           "rtho": lambda: RTHO(self.dyn, lr, beta, kappa, **kw)}[method]()
@@ -128,13 +137,19 @@ class ModuleTrainer:
         if self.tuner is None:
             t = self.state.aux["step"]
             self.lr = self._fixed_lr(t)
-            self.state, loss = self.dyn.step_with_loss(self.state, self.lr, train_batch)
+            state, loss = self.dyn.step_with_loss(self.state, self.lr, train_batch)
+            if not math.isfinite(float(loss)):
+                raise DivergenceError(t, "the training loss")
             info = StepInfo(t, self.lr, float("nan"), 0.0, float("nan"), float(loss), float("nan"))
         else:
             if val_batch is None:
                 raise ValueError(f"method={self.method!r} needs a validation batch each step")
-            self.state, info = self.tuner.step(self.state, train_batch, self._objective(val_batch))
-            self.lr = info.lr
+            state, info = self.tuner.step(self.state, train_batch, self._objective(val_batch))
+        first = self.history.loss[0] if self.history.loss else info.loss
+        if info.loss > self.max_loss_ratio * max(first, 1e-12):
+            raise DivergenceError(info.t, f"the training loss blew up ({info.loss:.3g} > "
+                                          f"{self.max_loss_ratio} × {first:.3g})", blowup=True)
+        self.state, self.lr = state, info.lr
         self.history.append(info)
         self._write_back()
         return info

@@ -149,3 +149,20 @@ def test_bad_lr_and_params():
         dyn.init({})
     with pytest.raises(ValueError, match="scalar"):
         dyn.step(dyn.init(params), torch.ones(2), batches[0])
+
+
+def test_step_rejects_bad_learning_rates():
+    _, loss, params, batches, _ = problem(T=1)
+    dyn = hg.sgd(loss)
+    state = dyn.init(params)
+    for bad in (-0.1, float("nan"), float("inf"), torch.tensor(-1.0, dtype=DT)):
+        with pytest.raises(ValueError, match="finite and >= 0"):
+            dyn.step(state, bad, batches[0])
+
+
+def test_empty_buffers_mean_no_buffers():
+    _, loss, params, batches, _ = problem(T=1)
+    dyn = hg.sgd(loss)
+    state = dyn.init(params, {})
+    assert state.aux["buffers"] is None
+    dyn.step(state, 0.1, batches[0])        # the loss is called as loss(params, batch)

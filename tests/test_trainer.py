@@ -95,3 +95,17 @@ def test_trainer_checkpoint_and_errors():
     bad.step(data[0][0])
     with pytest.raises(ValueError, match="step 1"):
         bad.step(data[1][0])
+
+
+def test_trainer_blowup_and_divergence_keep_the_last_good_state():
+    data = _data(4)
+    tr = hg.ModuleTrainer(tiny_mlp(5), "sgd", "fixed", schedule=lambda t: 0.1 if t < 2 else 1e4,
+                          max_loss_ratio=3.0)
+    good = None
+    with pytest.raises(hg.DivergenceError, match="blew up") as err:
+        for b, _ in data * 3:
+            tr.step(b)
+            good = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    assert err.value.step >= 2
+    assert all(torch.equal(v, good[k]) for k, v in tr.model.state_dict().items())
+    assert all(torch.isfinite(v).all() for v in tr.model.state_dict().values())
