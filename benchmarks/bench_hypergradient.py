@@ -14,7 +14,7 @@ import torch
 import hypergrad as hg
 from benchmarks.common import header, mnist_mlp_problem, parse
 from hypergrad.hypergradient import unroll
-from hypergrad.profiling import peak_memory, time_it
+from hypergrad.profiling import peak_memory, time_interleaved
 
 
 def main():
@@ -43,10 +43,11 @@ def main():
 
     g1, g2 = ours(), unrolled()
     err = float((g1 - g2).norm() / g2.norm())
-    print(f"relative difference of the two hypergradients (float32): {err:.2e}")
-    t_ours = time_it(ours, repeat=args.repeat, device=args.device)
-    t_unrolled = time_it(unrolled, repeat=args.repeat, device=args.device)
-    t_train = time_it(training, repeat=args.repeat, device=args.device)
+    print(f"relative difference of the two hypergradients (float32): {err:.2e} "
+          f"(norm {float(g2.norm()):.3e})")
+    times = time_interleaved({"ours": ours, "unrolled": unrolled, "training": training},
+                             repeat=args.repeat, warmup=0, device=args.device)
+    t_ours, t_unrolled, t_train = times["ours"], times["unrolled"], times["training"]
     m_ours = peak_memory(ours, device=args.device)
     m_unrolled = peak_memory(unrolled, device=args.device)
     print(f"time   ours {t_ours:.2f} s | unrolled autograd {t_unrolled:.2f} s | "

@@ -98,9 +98,14 @@ def as_lr(lr, like: torch.Tensor, check: bool = True) -> torch.Tensor:
     lr = torch.as_tensor(lr, dtype=like.dtype, device=like.device)
     if lr.ndim != 0:
         raise ValueError(f"a learning rate must be a scalar, got shape {tuple(lr.shape)}")
-    if check and not (math.isfinite(v := float(lr)) and v >= 0):
+    if check and not _is_transformed(lr) and not (math.isfinite(v := float(lr)) and v >= 0):
         raise ValueError(f"a learning rate must be finite and >= 0, got {v}")
     return lr
+
+
+def _is_transformed(x: torch.Tensor) -> bool:
+    """True inside a ``torch.func`` transform (a wrapped tensor has no concrete value)."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(x)
 
 
 # --------------------------------------------------------------------------- dynamics

@@ -5,13 +5,16 @@ Each function takes the "weights" ``x = (x_1, x_2)`` (a tensor of shape ``(2,)``
 ``loss(params, batch)`` for the library's dynamics, with ``params = {"x": tensor(2)}`` and
 the batch ignored: the problems are deterministic and ``L_t = E = f``.
 
-* :func:`beale`: ``(1.5 − x_1 + x_1x_2)² + (2.25 − x_1 + x_1x_2²)² + (2.625 − x_1 + x_1x_2³)²``,
+* :func:`beale`:
+  ``(1.5 − x_1 + x_1x_2)² + (2.25 − x_1 + x_1x_2²)² + (2.625 − x_1 + x_1x_2³)²``,
   minimum 0 at ``(3, 0.5)``: sharp ridges and large plateaus.
-* :func:`bukin_smoothed`: the book's **[choice]** of the paper's "simplified, smoothed" Bukin
-  N. 6 (its exact form was lost): ``100 (x_2 − 0.01x_1²)² + 0.01 √((x_1 + 10)² + ε)``. Its
-  valley ``x_2 = 0.01x_1²`` is steep across (curvature 200 in ``x_2``) and almost flat along
-  (slope at most 0.01). ``form="sqrt"`` gives the smoothed *original*
-  ``100 √((x_2 − 0.01x_1²)² + ε) + 0.01 √((x_1 + 10)² + ε)`` for comparison.
+* :func:`bukin_smoothed`: the book's **[choice]** for the paper's "simplified, smoothed"
+  Bukin N. 6, whose exact form was lost: the original ``100 √|u| + 0.01 |x_1 + 10|``,
+  ``u = x_2 − 0.01x_1²``, with its outer square root dropped and each ``|·|`` smoothed as
+  ``√(·² + ε) − √ε`` (``form="abs"``, ``ε = 10⁻²``). Its valley of minimisers
+  ``x_2 = 0.01x_1²`` has a V-shaped cross-section (the gradient across it keeps a magnitude
+  near 100 and flips when the valley is crossed) and a slope of at most 0.01 along it.
+  ``form="square"`` is the quadratic-valley variant ``100 u² + 0.01 |x_1 + 10|``.
 
 :func:`run_fig1` runs plain gradient descent with HD, RTHO or MARTHE on one of them from a
 fixed start (500 steps, ``η_0 = 0`` by default, as in Figure 1) and returns the trajectory,
@@ -57,7 +60,7 @@ def beale(x: torch.Tensor) -> torch.Tensor:
 
 
 def smooth_abs(u: torch.Tensor, eps: float) -> torch.Tensor:
-    """``|u| ≈ √(u² + ε) − √ε``: smooth, convex, 0 at ``u = 0`` and within ``√ε`` of ``|u|``."""
+    """``|u| ≈ √(u² + ε) − √ε``: smooth, convex, 0 at ``u = 0``, within ``√ε`` of ``|u|``."""
     return torch.sqrt(u ** 2 + eps) - math.sqrt(eps)
 
 
@@ -97,7 +100,8 @@ def as_loss(f: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
 
 
 def grid(f: Callable[[torch.Tensor], torch.Tensor], xlim: tuple[float, float],
-         ylim: tuple[float, float], n: int = 200) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+         ylim: tuple[float, float], n: int = 200
+         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(X, Y, F)``: ``f`` on an ``n × n`` grid of ``xlim × ylim`` (float64), for ``contour``."""
     xs = torch.linspace(*xlim, n, dtype=torch.float64)
     ys = torch.linspace(*ylim, n, dtype=torch.float64)
@@ -141,8 +145,9 @@ class Fig1Run(NamedTuple):
 
     ``trajectory``: ``(T+1, 2)`` points ``x_0 … x_T`` (fewer rows when the run diverged: the
     points up to the last finite step); ``history``: the online method's per-step records
-    (:class:`hypergrad.History`); ``best``: the smallest ``f(x_t)`` over the finite part of the
-    trajectory; ``diverged_at``: the step ``t`` at which the run diverged, or ``None``.
+    (:class:`~hypergrad.online.History`); ``best``: the smallest ``f(x_t)`` over the finite
+    part of the trajectory; ``diverged_at``: the step ``t`` at which the run diverged, or
+    ``None``.
     """
 
     trajectory: torch.Tensor
@@ -179,7 +184,7 @@ def run_fig1(f: Callable, start, method: str, beta: float, steps: int = 500, lr0
     The objective and the training loss are both ``f`` (float64). The run *diverges* when a
     value (``f``, its gradient, the hypergradient or ``η``) stops being finite or, if
     ``max_loss_ratio`` is finite, when ``f(x_t)`` exceeds ``max_loss_ratio × f(x_0)``; the
-    divergence is recorded in :attr:`Fig1Run.diverged_at`, not raised.
+    divergence is recorded in ``Fig1Run.diverged_at``, not raised.
     """
     x0 = torch.as_tensor(start, dtype=torch.float64).clone()
     if x0.shape != (2,):

@@ -168,12 +168,13 @@ class Marthe:
 
     @staticmethod
     def state_dict(ostate: OnlineState) -> dict[str, Any]:
-        """A plain dict (for ``torch.save``); :meth:`Marthe.load_state_dict` restores it exactly."""
+        """A plain dict (for ``torch.save``); :meth:`load_state_dict` restores it exactly."""
         return {"format": "hypergrad.OnlineState/1", **ostate._asdict(),
                 "state": ostate.state._asdict()}
 
     @staticmethod
     def load_state_dict(d: dict[str, Any]) -> OnlineState:
+        """The :class:`OnlineState` saved by :meth:`state_dict` (checked by its format tag)."""
         if d.get("format") != "hypergrad.OnlineState/1":
             raise ValueError("not a hypergrad online state (missing or unknown 'format')")
         fields = {k: d[k] for k in OnlineState._fields}

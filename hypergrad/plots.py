@@ -40,7 +40,8 @@ def new_axes(ax=None, figsize=(6.0, 4.0)):
 
 
 def as_array(values: Any, field: str = "lr") -> np.ndarray:
-    """A 1-D float array from a list, a tensor, or a :class:`hypergrad.History` (its ``field``)."""
+    """A 1-D float array from a list, a tensor, or a :class:`~hypergrad.online.History`
+    (its ``field``)."""
     if hasattr(values, field) and not isinstance(values, (torch.Tensor, np.ndarray)):
         values = getattr(values, field)
     if isinstance(values, torch.Tensor):
@@ -50,17 +51,24 @@ def as_array(values: Any, field: str = "lr") -> np.ndarray:
 
 def _legend(ax, n: int) -> None:
     if n > 0:
-        ax.legend(frameon=False)
+        ax.legend(frameon=False, fontsize="small")
 
 
 def plot_curves(ax, curves: Mapping[str, Any], *, xlabel: str = "step $t$", ylabel: str = "",
-                logy: bool = False, field: str = "lr", title: str | None = None, **line_kw):
-    """One line per entry of ``curves`` (name → values over ``t``; a History gives ``field``)."""
+                logy: bool = False, symlog: float | None = None, field: str = "lr",
+                title: str | None = None, **line_kw):
+    """One line per entry of ``curves`` (name → values over ``t``; a History gives ``field``).
+
+    ``logy``: log scale (zeros are not drawn); ``symlog=c``: linear within ``±c`` and
+    logarithmic beyond, so that zeros stay visible.
+    """
     ax = new_axes(ax)
     for name, values in curves.items():
         y = as_array(values, field)
         ax.plot(np.arange(len(y)), y, label=name, **line_kw)
-    if logy:
+    if symlog is not None:
+        ax.set_yscale("symlog", linthresh=symlog)
+    elif logy:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -71,10 +79,13 @@ def plot_curves(ax, curves: Mapping[str, Any], *, xlabel: str = "step $t$", ylab
 
 
 def plot_schedule(ax, histories: Mapping[str, Any], *, logy: bool = False,
-                  title: str | None = None, **line_kw):
-    """Learning rate ``η_t`` against ``t``: one line per schedule (a History, a list or a tensor)."""
-    return plot_curves(ax, histories, ylabel=r"learning rate $\eta_t$", logy=logy, field="lr",
-                       title=title, **line_kw)
+                  symlog: float | None = None, title: str | None = None, **line_kw):
+    """Learning rate ``η_t`` against ``t``: one line per schedule (a History, a list or a tensor).
+
+    ``logy``/``symlog`` as in :func:`plot_curves` (use ``symlog`` when ``η_t`` reaches 0).
+    """
+    return plot_curves(ax, histories, ylabel=r"learning rate $\eta_t$", logy=logy,
+                       symlog=symlog, field="lr", title=title, **line_kw)
 
 
 def plot_surface_trajectories(ax, f, trajectories: Mapping[str, torch.Tensor], xlim, ylim, *,
@@ -82,8 +93,9 @@ def plot_surface_trajectories(ax, f, trajectories: Mapping[str, torch.Tensor], x
                               title: str | None = None):
     """Contours of ``log10(f − min f + δ)`` on ``xlim × ylim`` and one line per trajectory.
 
-    ``trajectories``: name → ``(N, 2)`` points. ``start`` and ``minimum`` (points) are marked
-    with ``scatter`` (a dot and a star); lines leaving the window are clipped.
+    ``trajectories``: name → ``(N, 2)`` points; each line ends in a square (its last point).
+    ``start`` and ``minimum`` (points) are marked with ``scatter`` (a dot and a star); lines
+    leaving the window are clipped.
     """
     from hypergrad.functions import grid
 
@@ -93,9 +105,12 @@ def plot_surface_trajectories(ax, f, trajectories: Mapping[str, torch.Tensor], x
     Z = np.log10(F - lo + 1e-6 * max(hi - lo, 1e-12))
     ax.contourf(X, Y, Z, levels=levels, cmap="viridis", alpha=0.85)
     ax.contour(X, Y, Z, levels=levels, colors="k", linewidths=0.3, alpha=0.4)
+    styles = iter(["-", "--", ":", "-."] * 4)
     for name, traj in trajectories.items():
         pts = as_points(traj)
-        ax.plot(pts[:, 0], pts[:, 1], lw=1.4, label=name)
+        (line,) = ax.plot(pts[:, 0], pts[:, 1], lw=1.6, ls=next(styles), label=name)
+        ax.scatter(pts[-1:, 0], pts[-1:, 1], marker="s", s=28, color=line.get_color(),
+                   edgecolors="k", linewidths=0.5, zorder=6)      # where the run ended
     if start is not None:
         ax.scatter([start[0]], [start[1]], c="white", edgecolors="k", s=40, zorder=5,
                    label="start")
@@ -113,7 +128,8 @@ def plot_surface_trajectories(ax, f, trajectories: Mapping[str, torch.Tensor], x
 
 
 def as_points(traj) -> np.ndarray:
-    """``(N, 2)`` float array of a trajectory (tensor, array or :class:`Fig1Run`)."""
+    """``(N, 2)`` float array of a trajectory (a tensor, an array or a
+    :class:`~hypergrad.functions.Fig1Run`)."""
     if hasattr(traj, "trajectory"):
         traj = traj.trajectory
     if isinstance(traj, torch.Tensor):
@@ -125,7 +141,8 @@ def as_points(traj) -> np.ndarray:
 
 
 def _best(value) -> float:
-    """The best objective of a run (a :class:`Fig1Run` or a number); NaN when it diverged."""
+    """The best objective of a run (a :class:`~hypergrad.functions.Fig1Run` or a number);
+    NaN when it diverged."""
     if hasattr(value, "best"):
         return math.nan if value.diverged else float(value.best)
     if value is None:
@@ -137,8 +154,9 @@ def plot_best_vs_beta(ax, betas: Sequence[float], results: Mapping[str, Sequence
                       title: str | None = None, ylabel: str = "best objective reached"):
     """Best objective against the hyper-learning rate ``β`` (log–log), one line per method.
 
-    ``results``: method → one entry per ``β``, a :class:`Fig1Run` or a number; a diverged run
-    (or ``None``/NaN) is left out of the line and marked with an ``×`` at the bottom.
+    ``results``: method → one entry per ``β``, a :class:`~hypergrad.functions.Fig1Run` or a
+    number; a diverged run (or ``None``/NaN) is left out of the line and marked with an ``×``
+    at the bottom.
     """
     ax = new_axes(ax)
     b = np.asarray(betas, dtype=float)
@@ -153,6 +171,8 @@ def plot_best_vs_beta(ax, betas: Sequence[float], results: Mapping[str, Sequence
             diverged_b.append((b[~ok], line.get_color()))
     ax.set_xscale("log")
     ax.set_yscale("log")
+    if len(b):
+        ax.set_xlim(b.min() / 2, b.max() * 2)       # room for the × of diverged runs
     trans = ax.get_xaxis_transform()
     for i, (bs, color) in enumerate(diverged_b):
         ax.scatter(bs, np.full(len(bs), 0.03 + 0.04 * i), marker="x", color=color,
@@ -165,14 +185,23 @@ def plot_best_vs_beta(ax, betas: Sequence[float], results: Mapping[str, Sequence
     return ax
 
 
-def plot_hypergradient_over_t(ax, grad, *, title: str | None = None, symlog: bool = False,
+def plot_hypergradient_over_t(ax, grad, *, starts: Mapping[str, int] | None = None,
+                              title: str | None = None, symlog: bool = False,
                               ylabel: str = r"$\partial f_T / \partial \eta_t$"):
-    """The hypergradient ``∂f_T/∂η_t`` against ``t``: one tensor, or name → tensor."""
+    """The hypergradient ``∂f_T/∂η_t`` against ``t``: one tensor, or name → tensor.
+
+    ``starts``: name → the step of each curve's first entry (default 0), e.g. for the
+    hypergradient of a tail ``η_{t_0}, …, η_{T-1}`` of the schedule.
+    """
     curves = grad if isinstance(grad, Mapping) else {"": grad}
+    starts = starts or {}
     ax = new_axes(ax)
+    markers = iter(["o", "x", "+", "s", "^", "v", "d"] * 4)
     for name, g in curves.items():
         y = as_array(g)
-        ax.plot(np.arange(len(y)), y, marker=".", label=name or None)
+        t0 = starts.get(name, 0)
+        ax.plot(np.arange(t0, t0 + len(y)), y, marker=next(markers), ms=4, lw=1,
+                label=name or None)
     if symlog:
         ax.set_yscale("symlog", linthresh=1e-6)
     ax.set_xlabel(r"step $t$ (the learning rate $\eta_t$)")

@@ -48,19 +48,26 @@ def seed_everything(seed: int) -> None:
 
 
 def chapter_setup(seed: int = 0, scale: str | None = None, device: str | None = None,
-                  verbose: bool = True) -> Setup:
+                  threads: int | None = None, verbose: bool = True) -> Setup:
     """Pick the device once, seed every generator and read the scale switch.
 
-    ``scale`` defaults to ``$HYPERGRAD_SCALE`` or ``"quick"``.
+    ``scale`` defaults to ``$HYPERGRAD_SCALE`` or ``"quick"``. ``threads`` (default
+    ``$HYPERGRAD_THREADS``) sets PyTorch's intra-op threads; at quick scale on a CPU the
+    default is one thread: the chapters' small problems run no faster on more, and on a
+    shared machine several threads per process slow everything down many times over.
     """
     scale = scale or os.environ.get("HYPERGRAD_SCALE", "quick")
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     setup = Setup(pick_device(device), scale, seed)
+    threads = threads or int(os.environ.get("HYPERGRAD_THREADS", "0")) or (
+        1 if setup.device.type == "cpu" and scale == "quick" else None)
+    if threads:
+        torch.set_num_threads(threads)
     seed_everything(seed)
     if verbose:
         print(f"hypergrad {_version()} | torch {torch.__version__} | device: {setup.device}"
-              f" | scale: {setup.scale} | seed: {seed}")
+              f" | threads: {torch.get_num_threads()} | scale: {setup.scale} | seed: {seed}")
     return setup
 
 

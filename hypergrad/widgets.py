@@ -90,7 +90,8 @@ def explore_fig1(steps: int = 500):
 
 
 def explore_marthe(steps: int = 500):
-    """Sliders for :func:`marthe_figure`: function, ``μ`` (or adaptive), ``log10 β``, ``log10 κ``."""
+    """Sliders for :func:`marthe_figure`: function, ``μ`` (or adaptive), ``log10 β``,
+    ``log10 κ``."""
     import ipywidgets as W
 
     def make(function, adaptive_mu, mu, log10_beta, adapt_beta, log10_kappa):

@@ -166,3 +166,15 @@ def test_empty_buffers_mean_no_buffers():
     state = dyn.init(params, {})
     assert state.aux["buffers"] is None
     dyn.step(state, 0.1, batches[0])        # the loss is called as loss(params, batch)
+
+
+def test_step_composes_with_torch_func_over_the_learning_rate():
+    """The learning-rate check is skipped inside transforms: jacfwd through two steps works."""
+    dyn = hg.sgd(lambda p, b: 0.5 * (p["x"] ** 2).sum())
+    state = dyn.init({"x": torch.ones(3, dtype=DT)})
+
+    def two_steps(lr):
+        return dyn.step(dyn.step(state, lr, None), lr, None).w["params"]["x"]
+
+    d = torch.func.jacfwd(two_steps)(torch.tensor(0.1, dtype=DT))
+    assert torch.allclose(d, torch.full((3,), -2 * (1 - 0.1), dtype=DT), rtol=1e-14)
