@@ -38,6 +38,7 @@ from hypergrad.dynamics import (
     Params,
     State,
     as_lr,
+    jvp_eager,
     tree_dot,
     tree_scale,
     tree_zeros_like,
@@ -254,14 +255,15 @@ class Marthe:
         # the fast path: (∇L, ∇²L θ(μZ)), then one jvp of the elementwise update U
         if mu == 0.0:                 # HD, or a reset: Z_{t+1} = B_t, no Hessian needed
             g, _, (loss, bufs) = dyn.grad_eager(w["params"], batch, aux)
-            w_next, B = dyn.update_and_lr_derivative(w, g, eta, aux["step"])
+            w_next, B = dyn.update_and_lr_derivative(w, g, eta, aux["step"], eager=True)
             return w_next, B, loss, bufs, B
         Zmu = tree_scale(Z, mu)
         mode = self.hvp or default_hvp_mode(eta.device)
         g, hv, (loss, bufs) = dyn.grad_and_hvp(w["params"], Zmu["params"], batch, aux, mode)
-        w_next, Z_next = jvp(lambda w_, g_, lr_: dyn.update(w_, g_, lr_, aux["step"]),
-                             (w, g, eta), (Zmu, hv, one))
-        B = dyn.lr_derivative(w, g, eta, aux["step"]) if self.adaptive_mu else None
+        w_next, Z_next = jvp_eager(lambda w_, g_, lr_: dyn.update(w_, g_, lr_, aux["step"]),
+                                   (w, g, eta), (Zmu, hv, one))
+        B = (dyn.update_and_lr_derivative(w, g, eta, aux["step"], eager=True)[1]
+             if self.adaptive_mu else None)
         return w_next, Z_next, loss, bufs, B
 
 

@@ -178,3 +178,23 @@ def test_step_composes_with_torch_func_over_the_learning_rate():
 
     d = torch.func.jacfwd(two_steps)(torch.tensor(0.1, dtype=DT))
     assert torch.allclose(d, torch.full((3,), -2 * (1 - 0.1), dtype=DT), rtol=1e-14)
+
+
+@pytest.mark.parametrize("make", [lambda l: hg.sgd(l, momentum=0.9, weight_decay=1e-2),
+                                  lambda l: hg.adam(l, weight_decay=1e-2)])
+def test_jvp_eager_equals_torch_func_jvp(make):
+    _, loss, params, batches, _ = problem(T=2)
+    dyn = make(loss)
+    state = dyn.step(dyn.init(params), 0.05, batches[0])
+    g, _ = dyn.grad(state.w["params"], batches[1], state.aux)
+    g2 = {k: torch.randn_like(v) for k, v in g.items()}
+    Z = {s: {k: torch.randn_like(v) for k, v in d.items()} for s, d in state.w.items()}
+    lr = torch.tensor(0.05, dtype=DT)
+    args = ((state.w, g, lr), (Z, g2, torch.ones_like(lr)))
+    f = lambda w, g_, lr_: dyn.update(w, g_, lr_, 1)  # noqa: E731
+    p1, t1 = torch.func.jvp(f, *args)
+    p2, t2 = hg.dynamics.jvp_eager(f, *args)
+    for s in t1:
+        assert max_diff(p1[s], p2[s]) == 0 and max_diff(t1[s], t2[s]) < 1e-15
+    _, B = hg.dynamics.jvp_eager(lambda lr_: dyn.update(state.w, g, lr_, 1), (lr,), (torch.ones_like(lr),))
+    assert all(float(v.abs().max()) == 0 for s in B if s != "params" for v in B[s].values())
