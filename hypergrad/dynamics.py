@@ -142,6 +142,10 @@ class Dynamics:
     slots: tuple[str, ...]
     update: Update
     hyperparams: dict = field(default_factory=dict)
+    #: optional hand-derived tangent of ``update`` (a faster specialised path): ``(w, g, η, k,
+    #: ẇ, ġ) -> (U, ∂U/∂w·ẇ + ∂U/∂g·ġ + ∂U/∂η, ∂U/∂η)``; ``ẇ = ġ = None`` mean zero.
+    #: The tests check it against autodiff of ``update``.
+    update_jvp: Callable | None = None
 
     # -- state
     def init(self, params: Params, buffers: Params | None = None) -> State:
@@ -222,6 +226,22 @@ class Dynamics:
         f = jvp_eager if eager else jvp
         return f(lambda lr_: self.update(w, g, lr_, step), (lr,), (torch.ones_like(lr),))
 
+    def update_tangent(self, w: dict, g: Params, lr: torch.Tensor, step: int,
+                       dw: dict | None = None, dg: Params | None = None, autodiff: bool = False):
+        """``(U, ∂U/∂w·ẇ + ∂U/∂g·ġ + ∂U/∂η, B = ∂U/∂η)`` at ``(w, g, η)``: the elementwise part
+        of Step 4, outside ``torch.func`` transforms. Uses the hand-derived
+        :attr:`update_jvp` when there is one (unless ``autodiff``), else forward-mode AD."""
+        if self.update_jvp is not None and not autodiff:
+            return self.update_jvp(w, g, lr, step, dw, dg)
+        w_next, B = self.update_and_lr_derivative(w, g, lr, step, eager=True)
+        if dw is None and dg is None:
+            return w_next, B, B
+        dw = dw if dw is not None else tree_zeros_like(w)
+        dg = dg if dg is not None else tree_zeros_like(g)
+        _, tangent = jvp_eager(lambda w_, g_, lr_: self.update(w_, g_, lr_, step),
+                               (w, g, lr), (dw, dg, torch.ones_like(lr)))
+        return w_next, tangent, B
+
     def lr_derivative(self, w: dict, g: Params, lr: torch.Tensor, step: int) -> dict:
         """``B = ∂Φ/∂η`` at ``(w, η)`` given the gradient ``g``."""
         return self.update_and_lr_derivative(w, g, lr, step)[1]
@@ -279,9 +299,40 @@ def sgd(loss: Callable, momentum: float = 0.0, weight_decay: float = 0.0,
         step_dir = tree_map(lambda di, vi: di + momentum * vi, d, v) if nesterov else v
         return {"params": tree_map(lambda p, s: p - lr * s, theta, step_dir), "momentum": v}
 
+    def update_jvp(w, g, lr, k, dw, dg):
+        names, theta, zero = list(g), w["params"], dw is None and dg is None
+        new, tan, B = {"params": {}}, {"params": {}}, {"params": {}}
+        if momentum:
+            for slot in (new, tan, B):
+                slot["momentum"] = {}
+        for n in names:
+            p, d = theta[n], g[n] + weight_decay * theta[n] if weight_decay else g[n]
+            dd = None if zero else _lin(dg, n, 1.0, None) + _lin(dw, n, weight_decay)
+            if momentum:
+                v = momentum * w["momentum"][n] + d
+                dv = None if zero else _lin(dw, n, momentum, "momentum") + dd
+                s_, ds = (d + momentum * v, None if zero else dd + momentum * dv) if nesterov else (v, dv)
+                new["momentum"][n], B["momentum"][n] = v, torch.zeros_like(v)
+                tan["momentum"][n] = B["momentum"][n] if zero else dv
+            else:
+                s_, ds = d, dd
+            new["params"][n], B["params"][n] = p - lr * s_, -s_
+            tan["params"][n] = B["params"][n] if zero else _lin(dw, n, 1.0) - lr * ds - s_
+        return new, tan, B
+
     name = "sgd" if not momentum else "sgd_momentum"
     return Dynamics(name, loss, ("momentum",) if momentum else (), update,
-                    dict(momentum=momentum, weight_decay=weight_decay, nesterov=nesterov))
+                    dict(momentum=momentum, weight_decay=weight_decay, nesterov=nesterov),
+                    update_jvp)
+
+
+def _lin(tree: dict | None, name: str, c: float, slot: str | None = "params"):
+    """``c · tree[slot][name]`` (``tree[name]`` when ``slot`` is None; 0 when ``tree`` is None
+    or ``c == 0``): one term of a hand-written tangent."""
+    if tree is None or c == 0:
+        return 0.0
+    x = tree[name] if slot is None else tree[slot][name]
+    return x if c == 1 else c * x
 
 
 def adam(loss: Callable, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
@@ -308,8 +359,36 @@ def adam(loss: Callable, betas: tuple[float, float] = (0.9, 0.999), eps: float =
                              theta, m, v)
         return {"params": new_theta, "exp_avg": m, "exp_avg_sq": v}
 
+    def update_jvp(w, g, lr, k, dw, dg):
+        zero = dw is None and dg is None
+        bc1, bc2_sqrt = 1 - b1 ** (k + 1), (1 - b2 ** (k + 1)) ** 0.5
+        slots = ("params", "exp_avg", "exp_avg_sq")
+        new, tan, B = ({s_: {} for s_ in slots} for _ in range(3))
+        for n in g:
+            p = w["params"][n]
+            d = g[n] + weight_decay * p if weight_decay else g[n]
+            m = b1 * w["exp_avg"][n] + (1 - b1) * d
+            v = b2 * w["exp_avg_sq"][n] + (1 - b2) * d * d
+            root = _safe_sqrt(v)
+            r = root / bc2_sqrt + eps
+            new["params"][n], new["exp_avg"][n], new["exp_avg_sq"][n] = p - (lr / bc1) * m / r, m, v
+            B["params"][n] = -m / (bc1 * r)
+            B["exp_avg"][n] = B["exp_avg_sq"][n] = torch.zeros_like(m)
+            if zero:
+                tan["params"][n], tan["exp_avg"][n], tan["exp_avg_sq"][n] = (
+                    B["params"][n], B["exp_avg"][n], B["exp_avg_sq"][n])
+                continue
+            dd = _lin(dg, n, 1.0, None) + _lin(dw, n, weight_decay)
+            dm = _lin(dw, n, b1, "exp_avg") + (1 - b1) * dd
+            dv = _lin(dw, n, b2, "exp_avg_sq") + 2 * (1 - b2) * d * dd
+            dr = torch.where(v > 0, dv / (2 * torch.where(v > 0, root, torch.ones_like(root))),
+                             torch.zeros_like(v)) / bc2_sqrt
+            tan["params"][n] = _lin(dw, n, 1.0) + B["params"][n] - (lr / bc1) * (dm * r - m * dr) / (r * r)
+            tan["exp_avg"][n], tan["exp_avg_sq"][n] = dm, dv
+        return new, tan, B
+
     return Dynamics("adam", loss, ("exp_avg", "exp_avg_sq"), update,
-                    dict(betas=betas, eps=eps, weight_decay=weight_decay))
+                    dict(betas=betas, eps=eps, weight_decay=weight_decay), update_jvp)
 
 
 def _safe_sqrt(v: torch.Tensor) -> torch.Tensor:

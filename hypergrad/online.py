@@ -38,7 +38,6 @@ from hypergrad.dynamics import (
     Params,
     State,
     as_lr,
-    jvp_eager,
     tree_dot,
     tree_scale,
     tree_zeros_like,
@@ -255,15 +254,12 @@ class Marthe:
         # the fast path: (∇L, ∇²L θ(μZ)), then one jvp of the elementwise update U
         if mu == 0.0:                 # HD, or a reset: Z_{t+1} = B_t, no Hessian needed
             g, _, (loss, bufs) = dyn.grad_eager(w["params"], batch, aux)
-            w_next, B = dyn.update_and_lr_derivative(w, g, eta, aux["step"], eager=True)
-            return w_next, B, loss, bufs, B
+            w_next, Z_next, B = dyn.update_tangent(w, g, eta, aux["step"])
+            return w_next, Z_next, loss, bufs, B
         Zmu = tree_scale(Z, mu)
         mode = self.hvp or default_hvp_mode(eta.device)
         g, hv, (loss, bufs) = dyn.grad_and_hvp(w["params"], Zmu["params"], batch, aux, mode)
-        w_next, Z_next = jvp_eager(lambda w_, g_, lr_: dyn.update(w_, g_, lr_, aux["step"]),
-                                   (w, g, eta), (Zmu, hv, one))
-        B = (dyn.update_and_lr_derivative(w, g, eta, aux["step"], eager=True)[1]
-             if self.adaptive_mu else None)
+        w_next, Z_next, B = dyn.update_tangent(w, g, eta, aux["step"], Zmu, hv)
         return w_next, Z_next, loss, bufs, B
 
 

@@ -1,0 +1,245 @@
+"""Figures of Part II (chapters 5–7), drawn from the plain results of
+:mod:`hypergrad.experiments`.
+
+Every function takes the JSON-like dicts that the runners return (or that
+``results/<experiment>/<scale>/results.json`` holds) and returns a matplotlib ``Figure``;
+nothing is shown or saved here. Matplotlib is imported inside this module only, so
+``import hypergrad`` never imports it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from hypergrad.experiments import label
+
+__all__ = ["COLORS", "lrs_opt_figure", "schedules_figure", "accuracy_vs_beta_figure",
+           "quality_figure", "real_world_figure", "sensitivity_figure"]
+
+#: One colour per method, the same in every figure of Part II.
+COLORS = {
+    "lrs-opt": "black", "fixed": "0.45", "hd": "tab:orange", "rtho": "tab:red",
+    "marthe-auto-mu": "tab:blue", "marthe": "tab:green", "exponential": "tab:purple",
+    "staircase": "tab:brown", "sgdr": "tab:pink",
+}
+_EXTRA = ["tab:olive", "tab:cyan", "darkgoldenrod", "slateblue", "teal"]
+
+
+def color(method: str) -> str:
+    if method in COLORS:
+        return COLORS[method]
+    return _EXTRA[sum(map(ord, method)) % len(_EXTRA)]
+
+
+def _arr(values) -> np.ndarray:
+    """A float array with ``None`` as NaN."""
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def _running_mean(x: np.ndarray, k: int) -> np.ndarray:
+    k = max(1, min(k, len(x)))
+    c = np.cumsum(np.insert(x, 0, 0.0))
+    out = (c[k:] - c[:-k]) / k
+    return np.concatenate([np.full(k - 1, np.nan), out])
+
+
+# ---------------------------------------------------------------------------- chapter 5
+def lrs_opt_figure(result: dict) -> Figure:
+    """Left: the LRS-OPT schedule of each seed (dashed: the constant it started from).
+    Right: ``f_T`` at each hyper-iteration (thin) and its running mean (thick)."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    s = result["settings"]
+    cmap = plt.get_cmap("viridis")
+    seeds = list(result["lrs_opt"])
+    for i, seed in enumerate(seeds):
+        r = result["lrs_opt"][seed]
+        c = cmap(i / max(1, len(seeds) - 1) * 0.85)
+        ax1.plot(r["lrs"], color=c, lw=1.4, label=f"seed {seed}")
+        h = _arr(r["history"])
+        ax2.plot(np.arange(1, len(h) + 1), h, color=c, lw=0.6, alpha=0.45)
+        ax2.plot(np.arange(1, len(h) + 1), _running_mean(h, max(1, len(h) // 10)), color=c,
+                 lw=2, label=f"seed {seed}")
+    ax1.axhline(s["fixed_lr"], color="0.5", ls="--", lw=1, label="initial schedule")
+    ax1.set(xlabel="step $t$", ylabel=r"learning rate $\eta_t$",
+            title=f"LRS-OPT schedules after {s['lrs_opt']['iterations']} hyper-iterations")
+    ax2.set(xlabel="hyper-iteration", ylabel=r"$f_T(\eta)$ (validation loss)",
+            title="LRS-OPT objective (fresh minibatches each iteration)")
+    ax1.legend(fontsize=8)
+    ax2.legend(fontsize=8)
+    return fig
+
+
+def schedules_figure(result: dict, seed: str | int, betas: dict[str, float]) -> Figure:
+    """The online schedules of one seed (each method at the ``β`` in ``betas``) against the
+    LRS-OPT schedule of the same seed (Figure 2, centre)."""
+    seed = str(seed)
+    fig, ax = plt.subplots(figsize=(7.5, 4), layout="constrained")
+    lo = result["lrs_opt"].get(seed)
+    if lo is not None:
+        ax.plot(lo["lrs"], color=color("lrs-opt"), lw=2.4, label="LRS-OPT", zorder=5)
+    for method, beta in betas.items():
+        if beta is None:
+            continue
+        run = result["online"][method][f"{beta:g}"][seed]
+        style = dict(ls=":" if run["diverged"] else "-")
+        ax.plot(run["lr"], color=color(method), lw=1.5, **style,
+                label=f"{label(method)}, β={beta:g}" + (" (diverged)" if run["diverged"] else ""))
+    ax.set(xlabel="step $t$", ylabel=r"learning rate $\eta_t$",
+           title=f"Online schedules against LRS-OPT (seed {seed})")
+    ax.legend(fontsize=8, loc="upper right")
+    return fig
+
+
+def accuracy_vs_beta_figure(summary: dict, fixed_acc: float | None = None,
+                            lrs_opt_acc: float | None = None) -> Figure:
+    """Mean final validation accuracy (± one std over the kept seeds) against ``β``, runs
+    below the threshold discarded (Figure 2, right); reference lines for fixed η and LRS-OPT."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    for method, rows in summary["methods"].items():
+        b, m, sd = np.array(rows["betas"]), _arr(rows["mean"]), _arr(rows["std"])
+        ax.plot(b, m, "o-", color=color(method), lw=1.6, label=label(method))
+        ax.fill_between(b, m - sd, m + sd, color=color(method), alpha=0.15, lw=0)
+    if fixed_acc is not None:
+        ax.axhline(fixed_acc, color=color("fixed"), ls="--", lw=1.2, label="fixed η (reference)")
+    if lrs_opt_acc is not None:
+        ax.axhline(lrs_opt_acc, color=color("lrs-opt"), ls="-.", lw=1.2,
+                   label="LRS-OPT (reference)")
+    ax.set_xscale("log")
+    ax.set(xlabel=r"hyper-learning rate $\beta$ (MARTHE with adaptive β: $\beta_0$)",
+           ylabel="final validation accuracy",
+           title=f"Accuracy against β (runs below {summary['threshold']:.0%} discarded)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def quality_figure(quality: dict) -> Figure:
+    """Online estimates ``Δ_t`` against the exact ``∂f_T/∂η_t`` along the same trajectory.
+
+    Left: along the fixed-η trajectory, the exact hypergradient and ``Δ_t`` for each ``μ``,
+    each divided by its 90th percentile of magnitudes (values beyond ±3 are off the scale).
+    Right: sign agreement and cosine similarity (without the last tenth of the steps) of every
+    estimator, along that common trajectory (``μ = …``) and along each method's own run."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4), layout="constrained",
+                                   gridspec_kw={"width_ratios": [1.3, 1]})
+    rep = quality["replay"]
+
+    def scaled(x):
+        x = _arr(x)
+        q = np.nanquantile(np.abs(x[1:]), 0.9) if len(x) > 1 else 0.0
+        return x / (q if q > 0 else 1.0)
+
+    cmap = plt.get_cmap("plasma")
+    keys = list(rep["estimates"])
+    for i, key in enumerate(keys):
+        ax1.plot(scaled(rep["estimates"][key]["estimate"]),
+                 color=cmap(i / max(1, len(keys) - 1) * 0.9), lw=1.1,
+                 label=r"$\Delta_t$, " + (r"adaptive $\mu$" if key == "auto" else f"μ = {key}"))
+    ax1.plot(scaled(rep["exact"]), color="black", lw=2.2,
+             label=r"exact $\partial f_T/\partial\eta_t$")
+    ax1.axhline(0, color="0.6", lw=0.8)
+    ax1.set_ylim(-3, 3)
+    ax1.set(xlabel="step $t$", ylabel="value / its 90th percentile of |value|",
+            title=f"Along the fixed-η trajectory (η = {rep['lr']:g})")
+    ax1.legend(fontsize=7, ncol=2)
+
+    names, sign, cos = [], [], []
+    for key in keys:
+        e = rep["estimates"][key]
+        names.append("fixed-η traj.: " + ("adaptive μ" if key == "auto" else f"μ = {key}"))
+        sign.append(e["sign"])
+        cos.append(e["cosine_trim"])
+    for method, e in quality["own"].items():
+        if e.get("diverged"):
+            continue
+        names.append("own run: " + label(method))
+        sign.append(e["sign"])
+        cos.append(e["cosine_trim"])
+    y = np.arange(len(names))
+    ax2.barh(y - 0.2, _arr(sign), height=0.4, color="tab:blue", label="sign agreement")
+    ax2.barh(y + 0.2, _arr(cos), height=0.4, color="tab:orange",
+             label="cosine (last tenth left out)")
+    ax2.axvline(0, color="0.3", lw=0.8)
+    ax2.axvline(0.5, color="0.6", lw=0.8, ls=":")
+    ax2.set_yticks(y, names, fontsize=8)
+    ax2.invert_yaxis()
+    ax2.set(xlim=(-1, 1), xlabel="agreement with the exact hypergradient",
+            title=r"How well $\Delta_t$ tracks $\partial f_T/\partial\eta_t$")
+    ax2.legend(fontsize=8, loc="lower left")
+    return fig
+
+
+# ---------------------------------------------------------------------------- chapter 6
+def real_world_figure(task_result: dict, title: str = "", seed: str | int | None = None) -> Figure:
+    """The layout of the paper's Figures 3–4: test accuracy and validation loss per epoch
+    (mean over seeds, band = ± one std) and the schedule each method generated (one seed)."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), layout="constrained")
+    ax_acc, ax_loss, ax_lr = axes
+    for method, runs in task_result.items():
+        ok = [r for r in runs.values() if not r["diverged"]]
+        c = color(method)
+        if ok:
+            n = min(len(r["epoch"]) for r in ok)
+            ep = np.array(ok[0]["epoch"][:n])
+            for ax, key, scale in ((ax_acc, "test_acc", 100.0), (ax_loss, "val_loss", 1.0)):
+                v = np.array([_arr(r[key][:n]) for r in ok]) * scale
+                m, sd = np.nanmean(v, 0), np.nanstd(v, 0)
+                ax.plot(ep, m, color=c, lw=1.6, marker="o" if n <= 30 else None, ms=3,
+                        label=label(method))
+                ax.fill_between(ep, m - sd, m + sd, color=c, alpha=0.15, lw=0)
+        pick = runs.get(str(seed)) if seed is not None else None
+        pick = pick or (ok[0] if ok else next(iter(runs.values())))
+        spe = pick.get("steps_per_epoch") or 1
+        lr = _arr(pick["lr"])
+        ax_lr.plot(np.arange(len(lr)) * pick.get("lr_stride", 1) / spe, lr, color=c, lw=1.3,
+                   ls=":" if pick["diverged"] else "-", label=label(method))
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="Accuracy")
+    ax_loss.set(xlabel="epoch", ylabel="validation loss", title="Validation loss (E)")
+    ax_lr.set(xlabel="epoch", ylabel=r"learning rate $\eta_t$", title="Generated schedules")
+    lows = [v for line in ax_lr.get_lines() for v in line.get_ydata() if np.isfinite(v) and v > 0]
+    if lows and max(lows) / min(lows) > 100:
+        ax_lr.set_yscale("log")
+    ax_acc.legend(fontsize=8, loc="lower right")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+# ---------------------------------------------------------------------------- chapter 7
+def sensitivity_figure(result: dict) -> Figure:
+    """Heat maps of the final validation error over ``β`` (columns) × ``μ`` (rows), one per
+    panel of :func:`hypergrad.experiments.run_sensitivity`; grey hatched = every run diverged."""
+    panels = result["panels"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.3),
+                             layout="constrained", squeeze=False)
+    errs = [v for p in panels.values() for row in p["val_error"] for v in row if v is not None]
+    vmin, vmax = (min(errs), max(errs)) if errs else (0.0, 1.0)
+    titles = {"fixed": r"fixed $\mu$ and fixed $\beta$",
+              "adaptive-beta": r"fixed $\mu$, adaptive $\beta$ ($\kappa$ = KAPPA)"}
+    im = None
+    for ax, (name, p) in zip(axes[0], panels.items(), strict=True):
+        E = _arr([v for row in p["val_error"] for v in row]).reshape(len(p["mus"]), len(p["betas"]))
+        masked = np.ma.masked_invalid(E)
+        ax.set_facecolor("0.85")
+        im = ax.imshow(masked, cmap="magma_r", vmin=vmin, vmax=vmax, aspect="auto")
+        for i in range(E.shape[0]):
+            for j in range(E.shape[1]):
+                if math.isnan(E[i, j]):
+                    ax.text(j, i, "div.", ha="center", va="center", fontsize=8, color="0.3")
+                else:
+                    bright = (E[i, j] - vmin) / max(vmax - vmin, 1e-12) > 0.6
+                    ax.text(j, i, f"{100 * E[i, j]:.1f}", ha="center", va="center", fontsize=8,
+                            color="white" if bright else "black")
+        ax.set_xticks(range(len(p["betas"])), [f"{b:g}" for b in p["betas"]])
+        ax.set_yticks(range(len(p["mus"])),
+                      ["adaptive" if m == "auto" else f"{m:g}" for m in p["mus"]])
+        ax.set(xlabel=r"$\beta$ ($\beta_0$ when adapted)", ylabel=r"$\mu$",
+               title=titles.get(name, name).replace("KAPPA", f"{p.get('kappa') or 0:g}"))
+    if im is not None:
+        fig.colorbar(im, ax=axes[0].tolist(), label="final validation error (%)",
+                     format=FuncFormatter(lambda v, _: f"{100 * v:.0f}"))
+    return fig

@@ -1,0 +1,155 @@
+"""The Part II figures (hypergrad.experiment_plots) on tiny runs and hand-made results."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from hypergrad import experiment_plots as xp  # noqa: E402
+from hypergrad import experiments as ex  # noqa: E402
+from hypergrad.data import data_root  # noqa: E402
+
+HAS_MNIST = (data_root() / "mnist" / "t10k-images-idx3-ubyte.gz").exists()
+
+
+@pytest.fixture(scope="module")
+def mnist_tiny():
+    if not HAS_MNIST:
+        pytest.skip("MNIST files not found in $HYPERGRAD_DATA")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    s = ex.settings("mnist-schedules", "tiny")
+    s["lrs_opt"]["seeds"] = [0, 1]
+    s["quality"]["replay_mus"] = [0.0, 1.0, "auto"]
+    try:
+        yield ex.run("mnist-schedules", s, progress=False)
+    finally:
+        torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def _labels(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_importing_hypergrad_does_not_import_matplotlib():
+    code = ("import sys, hypergrad, hypergrad.experiments; "
+            "assert 'matplotlib' not in sys.modules, 'matplotlib was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_lrs_opt_figure(mnist_tiny):
+    fig = xp.lrs_opt_figure(mnist_tiny)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    left, right = fig.axes
+    T = mnist_tiny["settings"]["T"]
+    lines = left.get_lines()
+    assert len(lines) == 2 + 1                                # two seeds + initial schedule
+    np.testing.assert_allclose(lines[0].get_ydata(), mnist_tiny["lrs_opt"]["0"]["lrs"])
+    assert len(lines[0].get_xdata()) == T
+    assert _labels(left) == ["seed 0", "seed 1", "initial schedule"]
+    assert left.get_xlabel() == "step $t$" and "learning rate" in left.get_ylabel()
+    assert right.get_xlabel() == "hyper-iteration"
+    hist = mnist_tiny["lrs_opt"]["1"]["history"]
+    np.testing.assert_allclose(right.get_lines()[2].get_ydata(), hist)
+
+
+def test_schedules_figure(mnist_tiny):
+    betas = {m: 1e-3 for m in mnist_tiny["online"]}
+    fig = xp.schedules_figure(mnist_tiny, 0, betas)
+    (ax,) = fig.axes
+    labels = _labels(ax)
+    assert labels[0] == "LRS-OPT" and len(labels) == 1 + len(betas)
+    assert any(lab.startswith("HD, β=0.001") for lab in labels)
+    hd = mnist_tiny["online"]["hd"]["0.001"]["0"]
+    hd_line = ax.get_lines()[1 + list(betas).index("hd")]
+    np.testing.assert_allclose(hd_line.get_ydata(), hd["lr"])
+
+
+def test_accuracy_vs_beta_figure(mnist_tiny):
+    summary = ex.summarize_online(mnist_tiny, threshold=0.0)
+    fig = xp.accuracy_vs_beta_figure(summary, fixed_acc=0.5, lrs_opt_acc=0.6)
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "log"
+    lines = ax.get_lines()
+    assert len(lines) == len(summary["methods"]) + 2
+    ys = {line.get_label(): line.get_ydata() for line in lines}
+    np.testing.assert_allclose(ys["RTHO"], [np.nan if m is None else m
+                                            for m in summary["methods"]["rtho"]["mean"]])
+    assert ys["fixed η (reference)"][0] == 0.5 and ys["LRS-OPT (reference)"][0] == 0.6
+    assert "0%" in ax.get_title() and ax.get_ylabel() == "final validation accuracy"
+
+
+def test_quality_figure(mnist_tiny):
+    q = mnist_tiny["quality"]["0"]
+    fig = xp.quality_figure(q)
+    left, right = fig.axes
+    n_replay = len(q["replay"]["estimates"])
+    assert len(left.get_lines()) == n_replay + 1 + 1          # estimates, exact, zero line
+    exact = np.array(q["replay"]["exact"])
+    scale = np.quantile(np.abs(exact[1:]), 0.9)
+    np.testing.assert_allclose(left.get_lines()[n_replay].get_ydata(), exact / scale)
+    assert left.get_ylim() == (-3, 3)
+    n_own = sum(not e.get("diverged") for e in q["own"].values())
+    bars = right.patches
+    assert len(bars) == 2 * (n_replay + n_own)
+    first = q["replay"]["estimates"]["0"]
+    assert bars[0].get_width() == pytest.approx(first["sign"])
+    assert bars[n_replay + n_own].get_width() == pytest.approx(first["cosine_trim"])
+    ticks = [t.get_text() for t in right.get_yticklabels()]
+    assert ticks[0] == "fixed-η traj.: μ = 0" and ticks[-1].startswith("own run: ")
+
+
+def _fake_run(epochs, spe, acc0, diverged=False):
+    return {"diverged": diverged, "steps_per_epoch": spe, "epoch": list(range(epochs + 1)),
+            "test_acc": [acc0 + 0.1 * e for e in range(epochs + 1)],
+            "val_loss": [2.0 - 0.3 * e for e in range(epochs + 1)],
+            "lr": [0.1 * 10 ** (-t / 3) for t in range(epochs * spe)]}
+
+
+def test_real_world_figure():
+    task = {m: {"0": _fake_run(3, 4, 0.1), "1": _fake_run(3, 4, 0.3)}
+            for m in ("sgdr", "hd", "marthe")}
+    task["rtho"] = {"0": _fake_run(3, 4, 0.1, diverged=True)}
+    fig = xp.real_world_figure(task, title="task")
+    acc, loss, lr = fig.axes
+    assert [a.get_title() for a in fig.axes] == ["Accuracy", "Validation loss (E)",
+                                                 "Generated schedules"]
+    assert len(acc.get_lines()) == 3 and len(lr.get_lines()) == 4      # rtho: schedule only
+    np.testing.assert_allclose(acc.get_lines()[0].get_ydata(), [20, 30, 40, 50])  # mean, in %
+    np.testing.assert_allclose(lr.get_lines()[0].get_xdata()[:5], [0, 0.25, 0.5, 0.75, 1.0])
+    assert lr.get_lines()[3].get_linestyle() == ":"                     # diverged: dotted
+    assert lr.get_yscale() == "log"                                     # spans > 2 decades
+    assert _labels(acc) == ["SGDR", "HD", "MARTHE (adaptive μ and β)"]
+
+
+def test_sensitivity_figure():
+    panel = {"kappa": None, "betas": [1e-3, 1e-2], "mus": [0.0, 0.9, "auto"],
+             "val_error": [[0.5, 0.2], [0.1, None], [0.12, 0.3]],
+             "diverged": [[0, 0], [0, 1], [0, 0]]}
+    res = {"panels": {"fixed": panel, "adaptive-beta": {**panel, "kappa": 1e-4}}}
+    fig = xp.sensitivity_figure(res)
+    heat = [a for a in fig.axes if a.images]
+    assert len(heat) == 2 and len(fig.axes) == 3                        # + colour bar
+    data = heat[0].images[0].get_array()
+    assert data.shape == (3, 2) and bool(data.mask[1, 1]) and data[0, 0] == 0.5
+    texts = [t.get_text() for t in heat[0].texts]
+    assert "div." in texts and "10.0" in texts
+    assert [t.get_text() for t in heat[0].get_yticklabels()] == ["0", "0.9", "adaptive"]
+    assert "0.0001" in heat[1].get_title()
