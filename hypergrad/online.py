@@ -267,7 +267,8 @@ class HD(Marthe):
     """Hypergradient descent (Baydin et al., 2018): :class:`Marthe` with ``μ = 0``.
 
     ``Δ_t = ∇E(w_t)ᵀ B_{t-1}`` (SGD: ``−∇E(w_t)ᵀ ∇L_{t-1}(w_{t-1})``). With ``objective`` the
-    loss on the next training minibatch this is Baydin et al.'s SGD-HD (clamped at 0).
+    training loss on step ``t``'s own minibatch (the one after step ``t-1``'s) this is Baydin
+    et al.'s SGD-HD (clamped at 0).
     """
 
     def __init__(self, dyn: Dynamics, lr: float = 0.01, beta: float = 1e-4,

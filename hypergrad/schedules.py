@@ -104,7 +104,8 @@ def lrs_opt(dyn: Dynamics, params, lrs, batches: Sequence | Callable[[int], Sequ
         save_path: JSON file; saved every ``save_every`` iterations (atomically) and at the
             end. If it exists, the run *resumes* from it (same ``T`` and ``step_size``).
         callback: ``callback(iteration, lrs, value, grad)`` after each iteration.
-        settings: extra settings saved with the result.
+        settings: extra settings saved with the result; a resumed file must match all of them
+            (and ``T``, ``step_size``, ``max_lr``, the dynamics).
 
     Returns:
         :class:`LrsOptResult` with the final schedule and ``f_T`` per iteration.
@@ -119,20 +120,26 @@ def lrs_opt(dyn: Dynamics, params, lrs, batches: Sequence | Callable[[int], Sequ
     result = LrsOptResult(lrs.tolist(), [], 0, settings)
     if save_path is not None and Path(save_path).exists():
         result = LrsOptResult.load(save_path)
-        for key in ("T", "step_size"):
+        for key in settings:
             if result.settings.get(key) != settings[key]:
                 raise ValueError(f"cannot resume {save_path}: it was run with {key}="
-                                 f"{result.settings.get(key)}, not {settings[key]}")
+                                 f"{result.settings.get(key)!r}, not {settings[key]!r}")
         lrs = torch.tensor(result.lrs, dtype=lrs.dtype, device=lrs.device)
     elapsed = result.meta.get("wall_time_s", 0.0)
     start = time.perf_counter()
     bar = _progress(range(result.iterations, iterations), progress, result.iterations, iterations)
     for it in bar:
         its_batches = batches(it) if callable(batches) else batches
-        value, grad = hypergradient(dyn, params, lrs, its_batches, objective,
-                                    checkpoint_every=checkpoint_every)
-        if not torch.isfinite(grad).all():
-            raise FloatingPointError(f"LRS-OPT iteration {it}: the hypergradient is not finite")
+        try:
+            value, grad = hypergradient(dyn, params, lrs, its_batches, objective,
+                                        checkpoint_every=checkpoint_every)
+            if not torch.isfinite(grad).all():
+                raise FloatingPointError(f"LRS-OPT iteration {it}: the hypergradient is not finite")
+        except FloatingPointError:          # DivergenceError too: keep what was done, then raise
+            if save_path is not None and result.iterations:
+                result.meta = run_metadata(elapsed + time.perf_counter() - start)
+                result.save(save_path)
+            raise
         lrs = (lrs - step_size * grad).clamp(min=0.0, max=max_lr)
         result.history.append(float(value))
         result.iterations = it + 1

@@ -13,8 +13,10 @@ the functional state, then copies the new parameters and BatchNorm buffers back 
 ``model`` in place, so the module can be evaluated, saved or inspected as usual. ``L`` is the
 training criterion plus coupled weight decay (in the optimizer, as in ``torch.optim``); ``E``
 is the unregularised criterion on the validation batch, with BatchNorm in eval mode using the
-current running statistics. For Baydin et al.'s HD on the training loss, pass the *next*
-training batch as ``val_batch``.
+current running statistics. For Baydin et al.'s HD on the training loss, pass the step's own
+training batch as ``val_batch`` too: at step ``t`` the objective is then ``L_t`` at ``w_t``,
+and ``Δ_t = −∇L_t(w_t)ᵀ∇L_{t-1}(w_{t-1})`` is their rule (with BatchNorm, ``E`` runs in eval
+mode, theirs in train mode).
 """
 
 from __future__ import annotations

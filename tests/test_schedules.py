@@ -79,6 +79,9 @@ def test_resume_continues_exactly(tmp_path):
     with pytest.raises(ValueError, match="step_size"):
         lrs_opt(dyn, params, lrs, batches, objective, iterations=7, step_size=0.2, save_path=path,
                 progress=False)
+    with pytest.raises(ValueError, match="seed"):
+        lrs_opt(dyn, params, lrs, batches, objective, iterations=7, step_size=0.1, save_path=path,
+                progress=False, settings={"seed": 3})
 
 
 def test_bad_arguments():
