@@ -337,11 +337,11 @@ def cifar_split(
     download: bool = True,
     verify=True,
 ) -> dict:
-    """CIFAR train/validation/test split as in Donini et al. (2020), Sec. 5.
+    """CIFAR train/validation/test split for Donini et al. (2020), Sec. 6.
 
     ``val`` is ``n_val`` images drawn from the official training set by a permutation seeded with
     ``seed``, ``train`` is the rest of it and ``test`` the official test set. With ``normalize``
-    each channel is standardised with the training-set statistics in :data:`CIFAR_STATS`
+    each channel is standardised with the training-set statistics in ``CIFAR_STATS``
     (CIFAR-10 mean 0.4914, 0.4822, 0.4465 / std 0.2470, 0.2435, 0.2616; CIFAR-100 mean
     0.5071, 0.4865, 0.4409 / std 0.2673, 0.2564, 0.2762). Returns ``{"train", "val", "test"}``
     of ``(x, y)`` with ``x`` of shape ``(n, 3, 32, 32)``.

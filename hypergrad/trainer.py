@@ -26,9 +26,9 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call
 
 from hypergrad.dynamics import DivergenceError, Dynamics, State, adam, sgd
+from hypergrad.models import module_loss, module_objective
 from hypergrad.online import HD, RTHO, History, Marthe, OnlineState, StepInfo
 
 __all__ = ["ModuleTrainer"]
@@ -89,21 +89,7 @@ class ModuleTrainer:
 
     # ------------------------------------------------------------------ pieces
     def _dynamics(self, optimizer, momentum, weight_decay, nesterov, betas, eps) -> Dynamics:
-        model, criterion = self.model, self.criterion
-
-        if self._buffer_names:
-            def loss(params, batch, buffers):
-                x, y = batch
-                bufs = {k: v.clone() for k, v in buffers.items()}
-                with _train_mode(model, True):
-                    out = functional_call(model, (params, bufs), (x,))
-                return criterion(out, y), bufs
-        else:
-            def loss(params, batch):
-                x, y = batch
-                with _train_mode(model, True):
-                    return criterion(functional_call(model, params, (x,)), y)
-
+        loss = module_loss(self.model, self.criterion)
         if optimizer == "sgd":
             return sgd(loss, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
         if optimizer == "adam":
@@ -111,15 +97,8 @@ class ModuleTrainer:
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
 
     def _objective(self, batch) -> Callable:
-        """``E``: the criterion on ``batch`` in eval mode (``objective(params[, buffers])``)."""
-        x, y = batch
-        model, criterion = self.model, self.criterion
-
-        def objective(params, buffers=None):
-            with _train_mode(model, False):
-                return criterion(functional_call(model, (params, buffers or {}), (x,)), y)
-
-        return objective
+        """``E``: the criterion on ``batch`` in eval mode, with the state's running statistics."""
+        return module_objective(self.model, batch, self.criterion)
 
     def _fixed_lr(self, t: int) -> float:
         s = self.schedule
@@ -178,18 +157,3 @@ class ModuleTrainer:
         self.history = History(**{k: list(v) for k, v in d["history"].items()})
         self.lr = self.history.lr[-1] if self.history.lr else self.lr
         self._write_back()
-
-
-class _train_mode:
-    """Context manager: set ``module.train(flag)`` and restore every submodule's flag."""
-
-    def __init__(self, module: torch.nn.Module, flag: bool):
-        self.module, self.flag = module, flag
-
-    def __enter__(self):
-        self.saved = [(m, m.training) for m in self.module.modules()]
-        self.module.train(self.flag)
-
-    def __exit__(self, *exc):
-        for m, was in self.saved:
-            m.training = was
