@@ -9,7 +9,7 @@ environment variable ``HYPERGRAD_DATA``, else the per-user cache
 * ``mnist/`` holds the four official IDX gzip files of MNIST (names and MD5s in
   ``MNIST_FILES``), downloaded from the mirrors in ``MNIST_MIRRORS``;
 * ``cifar-10-python.tar.gz`` / ``cifar-100-python.tar.gz`` are the official python-pickle
-  archives of CIFAR (:data:`CIFAR_ARCHIVES`), extracted next to themselves into
+  archives of CIFAR (``CIFAR_ARCHIVES``), extracted next to themselves into
   ``cifar-10-batches-py/`` / ``cifar-100-python/``. An already extracted folder is used as is.
 
 Files are downloaded only when missing and ``download=True``; a download goes to a temporary
