@@ -65,10 +65,23 @@ def chapter_setup(seed: int = 0, scale: str | None = None, device: str | None = 
     if threads:
         torch.set_num_threads(threads)
     seed_everything(seed)
+    _inline_figures()
     if verbose:
         print(f"hypergrad {_version()} | torch {torch.__version__} | device: {setup.device}"
               f" | threads: {torch.get_num_threads()} | scale: {setup.scale} | seed: {seed}")
     return setup
+
+
+def _inline_figures() -> None:
+    """In a Jupyter kernel, draw matplotlib figures inline (as images in the page), even when
+    ``MPLBACKEND`` names a non-interactive backend such as Agg."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is not None and "IPKernelApp" in ip.config:
+        ip.run_line_magic("matplotlib", "inline")
 
 
 def _version() -> str:
