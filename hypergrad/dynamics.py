@@ -34,6 +34,8 @@ from torch.func import grad_and_value, jvp
 
 Params = dict[str, torch.Tensor]
 Tree = Any
+#: A minibatch: whatever the loss takes (``(x, y)`` for the models here, ``None`` for test functions).
+Batch = Any
 
 
 class State(NamedTuple):
@@ -81,7 +83,7 @@ def tree_zeros_like(tree: Tree) -> Tree:
     return tree_map(torch.zeros_like, tree)
 
 
-def tree_scale(tree: Tree, c) -> Tree:
+def tree_scale(tree: Tree, c: float | torch.Tensor) -> Tree:
     return tree_map(lambda x: c * x, tree)
 
 
@@ -91,7 +93,7 @@ def tree_all_finite(tree: Tree) -> bool:
     return bool(torch.stack([x.sum() for x in leaves]).isfinite().all()) if leaves else True
 
 
-def jvp_eager(fn: Callable, primals: tuple, tangents: tuple):
+def jvp_eager(fn: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
     """``(fn(*primals), J fn · tangents)`` with PyTorch's core forward-mode AD (dual tensors).
 
     Equal to ``torch.func.jvp`` but with less per-operation overhead, which matters for the
@@ -106,7 +108,7 @@ def jvp_eager(fn: Callable, primals: tuple, tangents: tuple):
     return primal, tangent
 
 
-def as_lr(lr, like: torch.Tensor, check: bool = True) -> torch.Tensor:
+def as_lr(lr: float | torch.Tensor, like: torch.Tensor, check: bool = True) -> torch.Tensor:
     """A learning rate as a 0-dim tensor with the weights' dtype and device.
 
     With ``check``, a negative or non-finite value is rejected (one device sync for a tensor).
@@ -163,7 +165,7 @@ class Dynamics:
         return state.w["params"]
 
     # -- the map Φ_t and its pieces
-    def grad(self, theta: Params, batch, aux: dict) -> tuple[Params, tuple]:
+    def grad(self, theta: Params, batch: Batch, aux: dict) -> tuple[Params, tuple]:
         """``∇L_t(θ)`` on ``batch``; returns ``(g, (loss value, new buffers or {}))``."""
         bufs = aux["buffers"]
         if bufs is None:
@@ -172,7 +174,8 @@ class Dynamics:
         g, (value, new_bufs) = grad_and_value(self.loss, has_aux=True)(theta, batch, bufs)
         return g, (value, new_bufs)
 
-    def grad_and_hvp(self, theta: Params, v: Params, batch, aux: dict, mode: str = "rev"):
+    def grad_and_hvp(self, theta: Params, v: Params, batch: Batch, aux: dict, mode: str = "rev"
+                     ) -> tuple[Params, Params, tuple]:
         """``(∇L_t(θ), ∇²L_t(θ) v, (loss value, new buffers))`` in one pass.
 
         ``mode="fwd"``: forward-over-reverse (``jvp`` of ``grad``); ``mode="rev"``:
@@ -187,7 +190,8 @@ class Dynamics:
         g, hv, (value, new_bufs) = self.grad_eager(theta, batch, aux, hvp_vector=v)
         return g, hv, (value, new_bufs)
 
-    def grad_eager(self, theta: Params, batch, aux: dict, hvp_vector: Params | None = None):
+    def grad_eager(self, theta: Params, batch: Batch, aux: dict, hvp_vector: Params | None = None
+                   ) -> tuple[Params, Params | None, tuple]:
         """As :meth:`grad` (plus ``∇²L v`` when ``hvp_vector`` is given) by plain autograd.
 
         Faster than ``torch.func`` outside function transforms (no wrapper tensors); not for
@@ -208,7 +212,7 @@ class Dynamics:
         g = {k: x.detach() for k, x in zip(names, gs, strict=True)}
         return g, hv, (value.detach(), new_bufs)
 
-    def phi(self, w: dict, lr: torch.Tensor, batch, aux: dict):
+    def phi(self, w: dict, lr: torch.Tensor, batch: Batch, aux: dict) -> tuple[dict, tuple]:
         """``Φ_t(w, η)`` (the constraint of Eq. 1) with ``t = aux["step"]``.
 
         Returns ``(w_{t+1}, (L_t(θ(w_t)), new buffers or {}, ∇L_t(θ(w_t))))``. The second part
@@ -220,14 +224,15 @@ class Dynamics:
         return w_next, (value, new_bufs, g)
 
     def update_and_lr_derivative(self, w: dict, g: Params, lr: torch.Tensor, step: int,
-                                 eager: bool = False):
+                                 eager: bool = False) -> tuple[dict, dict]:
         """``(Φ(w, η), B = ∂Φ/∂η)`` at ``(w, η)`` given the gradient ``g``: one jvp of the
         elementwise update along ``η`` (``eager``: see :func:`jvp_eager`)."""
         f = jvp_eager if eager else jvp
         return f(lambda lr_: self.update(w, g, lr_, step), (lr,), (torch.ones_like(lr),))
 
     def update_tangent(self, w: dict, g: Params, lr: torch.Tensor, step: int,
-                       dw: dict | None = None, dg: Params | None = None, autodiff: bool = False):
+                       dw: dict | None = None, dg: Params | None = None, autodiff: bool = False
+                       ) -> tuple[dict, dict, dict]:
         """``(U, ∂U/∂w·ẇ + ∂U/∂g·ġ + ∂U/∂η, B = ∂U/∂η)`` at ``(w, g, η)``: the elementwise part
         of Step 4, outside ``torch.func`` transforms. Uses the hand-derived
         :attr:`update_jvp` when there is one (unless ``autodiff``), else forward-mode AD."""
@@ -251,11 +256,11 @@ class Dynamics:
         """``aux_{t+1}``: the step count advanced, the buffers replaced."""
         return {"step": aux["step"] + 1, "buffers": new_bufs if aux["buffers"] is not None else None}
 
-    def step(self, state: State, lr, batch) -> State:
+    def step(self, state: State, lr: float | torch.Tensor, batch: Batch) -> State:
         """One optimizer step: ``w_{t+1} = Φ_t(w_t, η_t)``."""
         return self.step_with_loss(state, lr, batch)[0]
 
-    def step_with_loss(self, state: State, lr, batch, check_lr: bool = True
+    def step_with_loss(self, state: State, lr: float | torch.Tensor, batch: Batch, check_lr: bool = True
                        ) -> tuple[State, torch.Tensor]:
         """As :meth:`step`, also returning the training loss ``L_t(θ(w_t))``."""
         eta = as_lr(lr, _leaf(state), check=check_lr)

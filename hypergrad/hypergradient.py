@@ -39,7 +39,7 @@ from hypergrad.dynamics import (
 __all__ = ["hypergradient", "check_schedule", "objective_value_and_grad", "unroll"]
 
 
-def check_schedule(lrs, like: torch.Tensor | None = None, length: int | None = None) -> torch.Tensor:
+def check_schedule(lrs: torch.Tensor | Sequence[float], like: torch.Tensor | None = None, length: int | None = None) -> torch.Tensor:
     """Validate a schedule ``η ∈ R^T_{≥0}``: 1-D, finite, non-negative, of the right length."""
     lrs = torch.as_tensor(lrs)
     if like is not None:
@@ -97,7 +97,7 @@ def objective_value_and_grad(objective: Callable, state: State, eager: bool = Fa
     return value.detach(), dict(zip(names, gs, strict=True))
 
 
-def unroll(dyn: Dynamics, params_or_state, lrs, batches: Sequence, *, keep_every: int = 0,
+def unroll(dyn: Dynamics, params_or_state: Params | State, lrs: torch.Tensor, batches: Sequence, *, keep_every: int = 0,
            check: bool = True) -> tuple[State, dict[int, State]]:
     """Run ``w_{t+1} = Φ_t(w_t, η_t)`` for ``t < T`` without any autograd graph.
 
@@ -118,7 +118,8 @@ def unroll(dyn: Dynamics, params_or_state, lrs, batches: Sequence, *, keep_every
     return state, checkpoints
 
 
-def hypergradient(dyn: Dynamics, params, lrs, batches: Sequence, objective: Callable, *,
+def hypergradient(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Sequence[float],
+                  batches: Sequence, objective: Callable, *,
                   mode: str = "reverse", checkpoint_every: int | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(f_T(η), ∇f_T(η))`` for ``f_T(η) = E(θ(w_T(η)))`` (Eq. 1–4).

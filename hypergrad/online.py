@@ -25,7 +25,7 @@ Hessian-vector product whenever ``μ_t = 0``; the tests check both paths agree t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -33,6 +33,7 @@ import torch
 from torch.func import jvp, vmap
 
 from hypergrad.dynamics import (
+    Batch,
     DivergenceError,
     Dynamics,
     Params,
@@ -155,7 +156,7 @@ class Marthe:
         return self.mu == "auto"
 
     # ------------------------------------------------------------------ state
-    def init(self, params, buffers: Params | None = None) -> OnlineState:
+    def init(self, params: Params | State, buffers: Params | None = None) -> OnlineState:
         """``w_0`` (weights copied, optimizer slots zero), ``Z_0 = 0``, ``η_0``, ``β_0``."""
         state = params if isinstance(params, State) else self.dyn.init(params, buffers)
         return OnlineState(state, tree_zeros_like(state.w), self.lr, self.beta, 0.0, 0.0, 0.0,
@@ -182,7 +183,8 @@ class Marthe:
         return OnlineState(**fields)
 
     # ------------------------------------------------------------------ Algorithm 1
-    def step(self, ostate: OnlineState, batch, objective: Callable) -> tuple[OnlineState, StepInfo]:
+    def step(self, ostate: OnlineState, batch: Batch, objective: Callable
+             ) -> tuple[OnlineState, StepInfo]:
         """One iteration ``t`` of Algorithm 1; ``objective(params)`` is ``E`` at this step.
 
         Raises :class:`~hypergrad.dynamics.DivergenceError` (naming ``t``) when ``E``, ``L_t``, ``Δ_t`` or ``η_t``
@@ -305,7 +307,8 @@ class History:
             getattr(self, name).append(getattr(info, name))
 
 
-def run_online(tuner: Marthe, params, batches, objectives, *, max_loss_ratio: float = 10.0,
+def run_online(tuner: Marthe, params: Params | State, batches: Sequence,
+               objectives: Callable | Sequence[Callable], *, max_loss_ratio: float = 10.0,
                ostate: OnlineState | None = None, callback: Callable | None = None
                ) -> tuple[OnlineState, History]:
     """Run ``tuner`` over ``batches``; ``objectives`` is one callable or one per step.

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from hypergrad.dynamics import Dynamics
+from hypergrad.dynamics import Dynamics, Params, State
 from hypergrad.hypergradient import check_schedule, hypergradient
 
 __all__ = ["LrsOptResult", "lrs_opt", "constant", "exponential_decay", "staircase", "sgdr",
@@ -42,7 +42,7 @@ class LrsOptResult:
     settings: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
 
-    def schedule(self, dtype=torch.float64) -> torch.Tensor:
+    def schedule(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         return torch.tensor(self.lrs, dtype=dtype)
 
     @classmethod
@@ -54,7 +54,7 @@ class LrsOptResult:
         atomic_write_json(path, asdict(self))
 
 
-def atomic_write_json(path: str | os.PathLike, obj) -> None:
+def atomic_write_json(path: str | os.PathLike, obj: object) -> None:
     """Write JSON to a temporary file beside ``path``, then rename: never a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +85,7 @@ def run_metadata(wall_time: float | None = None) -> dict:
     return meta
 
 
-def lrs_opt(dyn: Dynamics, params, lrs, batches: Sequence | Callable[[int], Sequence],
+def lrs_opt(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Sequence[float], batches: Sequence | Callable[[int], Sequence],
             objective: Callable, iterations: int, step_size: float, *,
             max_lr: float | None = None, checkpoint_every: int | None = None,
             save_path: str | os.PathLike | None = None, save_every: int = 10,

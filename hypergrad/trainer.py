@@ -27,7 +27,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from hypergrad.dynamics import DivergenceError, Dynamics, State, adam, sgd
+from hypergrad.dynamics import Batch, DivergenceError, Dynamics, State, adam, sgd
 from hypergrad.models import module_loss, module_objective
 from hypergrad.online import HD, RTHO, History, Marthe, OnlineState, StepInfo
 
@@ -113,7 +113,7 @@ class ModuleTrainer:
         return self.state.state if isinstance(self.state, OnlineState) else self.state
 
     # ------------------------------------------------------------------ the loop
-    def step(self, train_batch, val_batch=None) -> StepInfo:
+    def step(self, train_batch: Batch, val_batch: Batch | None = None) -> StepInfo:
         """One step; ``val_batch`` is needed by the online methods (``E`` on it)."""
         if self.tuner is None:
             t = self.state.aux["step"]
