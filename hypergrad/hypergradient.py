@@ -32,6 +32,7 @@ from hypergrad.dynamics import (
     Params,
     State,
     tree_all_finite,
+    tree_leaves,
     tree_map,
     tree_zeros_like,
 )
@@ -108,7 +109,9 @@ def unroll(dyn: Dynamics, params_or_state: Params | State, lrs: torch.Tensor, ba
     checkpoints = {0: state} if keep_every else {}
     with torch.no_grad():
         for s, batch in enumerate(batches):
-            state, value = dyn.step_with_loss(state, lrs[s], batch, check_lr=False)
+            g, _, (value, bufs) = dyn.grad_eager(state.w["params"], batch, state.aux)
+            state = State(dyn.update(state.w, g, lrs[s], state.aux["step"]),
+                          dyn.next_aux(state.aux, bufs))
             if check and not torch.isfinite(value):
                 raise DivergenceError(s, "the training loss")
             if keep_every and (s + 1) % keep_every == 0 and s + 1 < len(lrs):
@@ -120,7 +123,8 @@ def unroll(dyn: Dynamics, params_or_state: Params | State, lrs: torch.Tensor, ba
 
 def hypergradient(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Sequence[float],
                   batches: Sequence, objective: Callable, *,
-                  mode: str = "reverse", checkpoint_every: int | None = None
+                  mode: str = "reverse", checkpoint_every: int | None = None,
+                  engine: str = "autograd"
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(f_T(η), ∇f_T(η))`` for ``f_T(η) = E(θ(w_T(η)))`` (Eq. 1–4).
 
@@ -132,6 +136,8 @@ def hypergradient(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Seq
         objective: ``E``: ``objective(params) -> scalar`` (``objective(params, buffers)``
             when the state carries buffers).
         mode: ``"reverse"`` (adjoint, checkpointed) or ``"forward"`` (tangent system, Eq. 3).
+        engine: reverse mode's replay: ``"autograd"`` (plain autograd graphs, faster) or
+            ``"func"`` (``torch.func.vjp`` of ``Φ_t``); both give the same products.
         checkpoint_every: reverse mode's segment length ``k`` (default ``⌈√T⌉``; ``1``
             stores every state, ``T`` stores only ``w_0`` and keeps all ``T`` pullbacks).
 
@@ -143,13 +149,15 @@ def hypergradient(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Seq
     batches = list(batches)
     lrs = check_schedule(lrs, like=next(iter(theta0.values())), length=len(batches))
     if mode == "reverse":
-        return _reverse(dyn, state0, lrs, batches, objective, checkpoint_every)
+        if engine not in ("autograd", "func"):
+            raise ValueError(f"engine must be 'autograd' or 'func', got {engine!r}")
+        return _reverse(dyn, state0, lrs, batches, objective, checkpoint_every, engine)
     if mode == "forward":
         return _forward(dyn, state0, lrs, batches, objective)
     raise ValueError(f"mode must be 'reverse' or 'forward', got {mode!r}")
 
 
-def _reverse(dyn, state0, lrs, batches, objective, k):
+def _reverse(dyn, state0, lrs, batches, objective, k, engine):
     T = len(batches)
     k = max(1, min(T, k or math.ceil(math.sqrt(T))))
     state_T, checkpoints = unroll(dyn, state0, lrs, batches, keep_every=k)
@@ -157,21 +165,63 @@ def _reverse(dyn, state0, lrs, batches, objective, k):
     # p_T = ∇E(w_T): nonzero only in the weights part θ(w).
     p = {**tree_zeros_like(state_T.w), "params": g_E}
     grad = torch.zeros_like(lrs)
+    replay = _replay_autograd if engine == "autograd" else _replay_func
     for start in reversed(range(0, T, k)):
-        state = checkpoints[start]
-        pullbacks = []
-        for s in range(start, min(start + k, T)):   # replay the segment, keeping its pullbacks
-            aux = state.aux
-            w_next, pullback, (_, bufs, _) = vjp(
-                lambda w, lr, b=batches[s], a=aux: dyn.phi(w, lr, b, a), state.w, lrs[s],
-                has_aux=True)
-            pullbacks.append(pullback)
-            state = State(w_next, dyn.next_aux(aux, bufs))
-        for s in reversed(range(start, min(start + k, T))):
+        steps = range(start, min(start + k, T))
+        pullbacks = replay(dyn, checkpoints[start], lrs, batches, steps)
+        for s in reversed(steps):
             p, g_lr = pullbacks.pop()(p)            # p_s = A_sᵀ p_{s+1};  B_sᵀ p_{s+1}
             grad[s] = g_lr
-        del pullbacks
     return value, grad
+
+
+def _replay_func(dyn, state, lrs, batches, steps):
+    """Replay one segment from its checkpoint, keeping one ``torch.func.vjp`` pullback per step."""
+    pullbacks = []
+    for s in steps:
+        aux = state.aux
+        w_next, pullback, (_, bufs, _) = vjp(
+            lambda w, lr, b=batches[s], a=aux: dyn.phi(w, lr, b, a), state.w, lrs[s], has_aux=True)
+        pullbacks.append(pullback)
+        state = State(w_next, dyn.next_aux(aux, bufs))
+    return pullbacks
+
+
+def _replay_autograd(dyn, state, lrs, batches, steps):
+    """As :func:`_replay_func` with plain autograd graphs (``create_graph`` on ``∇L_t``):
+    less overhead per operation, the same vector–Jacobian products."""
+    pullbacks = []
+    for s in steps:
+        w = tree_map(lambda x: x.detach().requires_grad_(), state.w)
+        lr = lrs[s].detach().requires_grad_()
+        with torch.enable_grad():
+            theta, aux = w["params"], state.aux
+            names = list(theta)
+            leaves = [theta[n] for n in names]
+            out = dyn.loss(theta, batches[s]) if aux["buffers"] is None else \
+                dyn.loss(theta, batches[s], aux["buffers"])
+            value, bufs = (out, {}) if aux["buffers"] is None else out
+            g = dict(zip(names, torch.autograd.grad(value, leaves, create_graph=True), strict=True))
+            w_next = dyn.update(w, g, lr, aux["step"])
+        pullbacks.append(_autograd_pullback(w, lr, w_next))
+        state = State(tree_map(torch.Tensor.detach, w_next), dyn.next_aux(aux, bufs))
+    return pullbacks
+
+
+def _autograd_pullback(w, lr, w_next):
+    def pullback(p):
+        inputs = tree_leaves(w) + [lr]
+        outs = tree_leaves(w_next)
+        cotangents = tree_leaves(tree_map(lambda _, q: q, w_next, p))   # aligned with outs
+        used = [i for i, o in enumerate(outs) if o.requires_grad]
+        grads = torch.autograd.grad([outs[i] for i in used], inputs,
+                                    grad_outputs=[cotangents[i] for i in used],
+                                    allow_unused=True)
+        grads = [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads, strict=True)]
+        it = iter(grads[:-1])
+        return tree_map(lambda _: next(it), w), grads[-1]
+
+    return pullback
 
 
 def _forward(dyn, state0, lrs, batches, objective):

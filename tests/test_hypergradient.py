@@ -45,11 +45,13 @@ def test_reverse_equals_forward_equals_finite_differences(name):
     assert (g_rev.abs() > 1e-6).all()                       # not a vacuous comparison
 
 
-@pytest.mark.parametrize("k", [1, 2, 3, 7, T, None])
-def test_checkpoint_segments_do_not_change_the_result(k):
-    dyn, params, lrs, batches, objective = _setup("momentum")
+@pytest.mark.parametrize("engine", ["autograd", "func"])
+@pytest.mark.parametrize("name", list(DYNAMICS))
+@pytest.mark.parametrize("k", [1, 3, T, None])
+def test_checkpoint_segments_and_engines_do_not_change_the_result(k, name, engine):
+    dyn, params, lrs, batches, objective = _setup(name)
     ref = hg.hypergradient(dyn, params, lrs, batches, objective, mode="forward")[1]
-    got = hg.hypergradient(dyn, params, lrs, batches, objective, checkpoint_every=k)[1]
+    got = hg.hypergradient(dyn, params, lrs, batches, objective, checkpoint_every=k, engine=engine)[1]
     assert rel_err(got, ref) < 1e-12
 
 
@@ -120,6 +122,8 @@ def test_non_scalar_objective_and_bad_mode():
         hg.hypergradient(dyn, params, lrs, batches, lambda p: p["0.weight"].sum(0))
     with pytest.raises(ValueError, match="mode"):
         hg.hypergradient(dyn, params, lrs, batches, objective, mode="sideways")
+    with pytest.raises(ValueError, match="engine"):
+        hg.hypergradient(dyn, params, lrs, batches, objective, engine="symbolic")
 
 
 @pytest.mark.parametrize("mode", ["reverse", "forward"])
@@ -131,3 +135,33 @@ def test_divergence_names_the_step(mode):
         hg.hypergradient(dyn, {"w": torch.ones(3, dtype=DT)}, lrs, [None] * T,
                          lambda p: (p["w"] ** 2).sum(), mode=mode)
     assert err.value.step == 4 and "step 4" in str(err.value)
+
+
+@pytest.mark.parametrize("engine", ["autograd", "func"])
+def test_batchnorm_model_reverse_equals_forward(engine):
+    from tests.helpers import tiny_mlp
+
+    net = tiny_mlp(7, batchnorm=True)
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(16, 5, dtype=DT, generator=g), torch.randint(0, 3, (16,), generator=g))
+               for _ in range(6)]
+    xv, yv = torch.randn(30, 5, dtype=DT, generator=g), torch.randint(0, 3, (30,), generator=g)
+
+    def loss(params, batch, buffers):
+        bufs = {k: v.clone() for k, v in buffers.items()}
+        net.train()
+        out = torch.func.functional_call(net, (params, bufs), (batch[0],))
+        return torch.nn.functional.cross_entropy(out, batch[1]), bufs
+
+    def objective(params, buffers):                  # eval mode: the trajectory's running stats
+        net.eval()
+        return torch.nn.functional.cross_entropy(
+            torch.func.functional_call(net, (params, buffers), (xv,)), yv)
+
+    dyn = hg.sgd(loss, momentum=0.9)
+    state = dyn.init({k: v.detach() for k, v in net.named_parameters()},
+                     {k: v.detach() for k, v in net.named_buffers()})
+    lrs = torch.full((6,), 0.1, dtype=DT)
+    rev = hg.hypergradient(dyn, state, lrs, batches, objective, engine=engine, checkpoint_every=2)[1]
+    fwd = hg.hypergradient(dyn, state, lrs, batches, objective, mode="forward")[1]
+    assert rel_err(rev, fwd) < 1e-10 and float(fwd.abs().min()) > 0
