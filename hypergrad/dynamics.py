@@ -260,10 +260,10 @@ class Dynamics:
         """One optimizer step: ``w_{t+1} = Φ_t(w_t, η_t)``."""
         return self.step_with_loss(state, lr, batch)[0]
 
-    def step_with_loss(self, state: State, lr: float | torch.Tensor, batch: Batch, check_lr: bool = True
+    def step_with_loss(self, state: State, lr: float | torch.Tensor, batch: Batch
                        ) -> tuple[State, torch.Tensor]:
         """As :meth:`step`, also returning the training loss ``L_t(θ(w_t))``."""
-        eta = as_lr(lr, _leaf(state), check=check_lr)
+        eta = as_lr(lr, _leaf(state))
         w, (value, bufs, _) = self.phi(state.w, eta, batch, state.aux)
         return State(w, self.next_aux(state.aux, bufs)), value
 
