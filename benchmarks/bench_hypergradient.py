@@ -4,7 +4,7 @@ The paper's MNIST MLP (784-500-500-500-10), batch 100, float32, T = 300 SGD step
 from one run: time(hypergradient) / time(unrolled autograd), time(hypergradient) / time(T
 training steps), and peak memory(unrolled) / peak memory(hypergradient).
 
-    python benchmarks/bench_hypergradient.py [--T 300] [--device cpu]
+    python -m benchmarks.bench_hypergradient [--T 300] [--device cpu]
 """
 
 from __future__ import annotations

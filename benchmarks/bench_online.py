@@ -6,7 +6,7 @@ validation minibatch, float32. Every variant runs the same K consecutive steps f
 warm state (after a few steps, so that the tangent is not zero); times are per step, best of
 ``--repeat`` interleaved rounds, and all ratios come from the same run.
 
-    python benchmarks/bench_online.py [--device cpu] [--steps 10] [--repeat 10]
+    python -m benchmarks.bench_online [--device cpu] [--steps 10] [--repeat 10]
 """
 
 from __future__ import annotations
