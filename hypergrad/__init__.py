@@ -21,10 +21,11 @@ from hypergrad.online import (
     select_hyper_lr,
 )
 from hypergrad.runtime import chapter_setup, pick_device
+from hypergrad.schedules import LrsOptResult, lrs_opt
 from hypergrad.trainer import ModuleTrainer
 
 __all__ = [
     "Dynamics", "DivergenceError", "State", "adam", "sgd", "hypergradient",
     "Marthe", "HD", "RTHO", "OnlineState", "StepInfo", "History", "run_online", "select_hyper_lr",
-    "ModuleTrainer", "chapter_setup", "pick_device",
+    "lrs_opt", "LrsOptResult", "ModuleTrainer", "chapter_setup", "pick_device",
 ]

@@ -24,6 +24,10 @@ def _problem():
     return hg.sgd(loss), params, batches[:T], objective
 
 
+def test_public_name():
+    assert hg.lrs_opt is lrs_opt and hg.LrsOptResult is LrsOptResult
+
+
 def test_one_iteration_is_a_projected_gradient_step():
     dyn, params, batches, objective = _problem()
     lrs = torch.full((T,), 0.2, dtype=DT)
