@@ -52,7 +52,7 @@ import torch.nn.functional as F
 
 from hypergrad.dynamics import DivergenceError, sgd
 from hypergrad.hypergradient import hypergradient
-from hypergrad.online import Marthe, select_hyper_lr
+from hypergrad.online import History, Marthe, run_online, select_hyper_lr
 from hypergrad.schedules import (
     atomic_write_json,
     constant,
@@ -382,22 +382,16 @@ class MnistTask:
     def online(self, params, batches, lr0: float, beta: float, mu, kappa=None) -> dict:
         """One online run (Algorithm 1); a diverged run is returned with ``diverged=True``."""
         tuner = Marthe(self.dyn, lr=lr0, beta=beta, mu=mu, kappa=kappa)
-        hist = {k: [] for k in ("lr", "mu", "beta", "hypergradient", "objective", "loss")}
-        ostate = tuner.init(params)
-        first = None
+        hist = History.empty()
         try:
-            for t, batch in enumerate(batches):
-                ostate, info = tuner.step(ostate, batch, self.objective)
-                for k in hist:
-                    hist[k].append(getattr(info, k))
-                first = info.loss if first is None else first
-                if info.loss > self.s["max_loss_ratio"] * max(first, 1e-12):
-                    raise DivergenceError(t, "the training loss blew up; it")
+            ostate, _ = run_online(tuner, params, batches, self.objective,
+                                   max_loss_ratio=self.s["max_loss_ratio"],
+                                   callback=lambda _, info: hist.append(info))
         except DivergenceError as e:
             return {"diverged": True, "diverged_at": e.step, "val_loss": None, "val_acc": None,
-                    "test_acc": None, "kappa": kappa, **hist}
+                    "test_acc": None, "kappa": kappa, **vars(hist)}
         return {"diverged": False, "diverged_at": None, "kappa": kappa,
-                **self.evaluate(tuner.params(ostate)), **hist}
+                **self.evaluate(tuner.params(ostate)), **vars(hist)}
 
 
 def _method_specs(s: dict) -> dict:
