@@ -165,13 +165,15 @@ class Dynamics:
         return state.w["params"]
 
     # -- the map Φ_t and its pieces
+    def loss_and_buffers(self, theta: Params, batch: Batch, aux: dict
+                         ) -> tuple[torch.Tensor, Params]:
+        """``(L_t(θ), new buffers or {})``: the loss called with or without buffers."""
+        bufs = aux["buffers"]
+        return (self.loss(theta, batch), {}) if bufs is None else self.loss(theta, batch, bufs)
+
     def grad(self, theta: Params, batch: Batch, aux: dict) -> tuple[Params, tuple]:
         """``∇L_t(θ)`` on ``batch``; returns ``(g, (loss value, new buffers or {}))``."""
-        bufs = aux["buffers"]
-        if bufs is None:
-            g, value = grad_and_value(self.loss)(theta, batch)
-            return g, (value, {})
-        g, (value, new_bufs) = grad_and_value(self.loss, has_aux=True)(theta, batch, bufs)
+        g, (value, new_bufs) = grad_and_value(self.loss_and_buffers, has_aux=True)(theta, batch, aux)
         return g, (value, new_bufs)
 
     def grad_and_hvp(self, theta: Params, v: Params, batch: Batch, aux: dict, mode: str = "rev"
@@ -187,8 +189,7 @@ class Dynamics:
             return g, hv, (value, bufs)
         if mode != "rev":
             raise ValueError(f"hvp mode must be 'fwd' or 'rev', got {mode!r}")
-        g, hv, (value, new_bufs) = self.grad_eager(theta, batch, aux, hvp_vector=v)
-        return g, hv, (value, new_bufs)
+        return self.grad_eager(theta, batch, aux, hvp_vector=v)
 
     def grad_eager(self, theta: Params, batch: Batch, aux: dict, hvp_vector: Params | None = None
                    ) -> tuple[Params, Params | None, tuple]:
@@ -200,10 +201,7 @@ class Dynamics:
         names = list(theta)
         leaves = [theta[k].detach().requires_grad_() for k in names]
         with torch.enable_grad():
-            th = dict(zip(names, leaves, strict=True))
-            bufs = aux["buffers"]
-            out = self.loss(th, batch) if bufs is None else self.loss(th, batch, bufs)
-            value, new_bufs = (out, {}) if bufs is None else out
+            value, new_bufs = self.loss_and_buffers(dict(zip(names, leaves, strict=True)), batch, aux)
             gs = torch.autograd.grad(value, leaves, create_graph=hvp_vector is not None)
             hv = None
             if hvp_vector is not None:

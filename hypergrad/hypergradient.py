@@ -198,9 +198,7 @@ def _replay_autograd(dyn, state, lrs, batches, steps):
             theta, aux = w["params"], state.aux
             names = list(theta)
             leaves = [theta[n] for n in names]
-            out = dyn.loss(theta, batches[s]) if aux["buffers"] is None else \
-                dyn.loss(theta, batches[s], aux["buffers"])
-            value, bufs = (out, {}) if aux["buffers"] is None else out
+            value, bufs = dyn.loss_and_buffers(theta, batches[s], aux)
             g = dict(zip(names, torch.autograd.grad(value, leaves, create_graph=True), strict=True))
             w_next = dyn.update(w, g, lr, aux["step"])
         pullbacks.append(_autograd_pullback(w, lr, w_next))
