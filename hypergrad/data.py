@@ -14,21 +14,34 @@ environment variable ``HYPERGRAD_DATA``, else the per-user cache
 
 Files are downloaded only when missing and ``download=True``; a download goes to a temporary
 file in the destination folder, is checked against its MD5 and only then renamed into place, so
-an interrupted or corrupt download never leaves a file behind. A file already present is never
+an interrupted or corrupt download never leaves a file behind. A mirror that does not connect,
+or stops sending, for ``$HYPERGRAD_DOWNLOAD_TIMEOUT`` seconds (default 10) is given up for the
+next one, and a file not downloaded within ``$HYPERGRAD_DOWNLOAD_DEADLINE`` seconds (default
+1800, all mirrors together) is given up; the error names each mirror and why it failed. A file already present is never
 overwritten: if its checksum is wrong the loader raises :class:`DataError` telling you to delete
 it. MNIST checksums are verified on every load (a few milliseconds).
+
+Every argument is checked before anything is read or downloaded: a size, seed, dtype, device or
+flag that cannot work raises a ``TypeError``/``ValueError`` naming the argument and its value.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import http.client
+import math
+import numbers
 import os
 import pickle
 import shutil
 import tarfile
 import tempfile
+import time
+import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterator, Sequence
 from itertools import islice
 from pathlib import Path
@@ -109,8 +122,106 @@ class DataError(ValueError):
     """A data file is corrupt, truncated, has the wrong checksum or could not be downloaded."""
 
 
+# ---------------------------------------------------------------------- argument validation
+# One layer at the edge: every public function checks its arguments here, before it reads or
+# downloads anything, and the error names the argument and the value.
+
+#: Images in the official MNIST test file (``t10k-*``) that :func:`mnist_split` divides.
+MNIST_TEST_SIZE = 10000
+
+
+def _check_int(name: str, value, low: int = 1, high: int | None = None, why: str = "") -> int:
+    """``value`` as an ``int`` in ``low..high``; bools, floats and strings are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in {low}..{high}"
+        raise ValueError(f"{name} must be {bounds}{why}, got {value}")
+    return value
+
+
+def _check_seed(name: str, value) -> int:
+    """A seed torch's generators accept: an integer in -2**63 .. 2**64 - 1."""
+    return _check_int(name, value, -(2**63), 2**64 - 1)
+
+
+def _check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
+def _check_dtype(dtype) -> torch.dtype:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(
+            f"dtype must be a floating torch.dtype such as torch.float32 or "
+            f"torch.float64, got {dtype!r}"
+        )
+    return dtype
+
+
+def _check_device(device, name: str = "device") -> torch.device | None:
+    """``None`` (stay on the CPU) or a device that exists and can hold data on this machine."""
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise ValueError(
+            f"{name}={device!r} is not a device (e.g. 'cpu', 'cuda', 'cuda:0'): {e}"
+        ) from None
+    if dev.type == "meta":
+        raise ValueError(f"{name}={device!r}: the meta device holds no data")
+    try:
+        torch.empty(0, device=dev)
+    except Exception as e:  # torch raises AssertionError, RuntimeError, NotImplementedError…
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{name}={device!r} is not available on this machine ({reason})") from None
+    return dev
+
+
+def _check_md5_arg(name: str, value, allow_none: bool = True) -> str | None:
+    if (value is None and allow_none) or (
+        isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+    ):
+        return value
+    alternative = "None or " if allow_none else ""
+    raise ValueError(
+        f"{name} must be {alternative}32 lower-case hex digits (an MD5), got {value!r}"
+    )
+
+
+def _check_root(root) -> None:
+    if root is not None and (not isinstance(root, str | os.PathLike) or str(root) == ""):
+        raise TypeError(f"root must be a folder path (str or os.PathLike) or None, got {root!r}")
+
+
+def _check_xy(name: str, data) -> tuple[torch.Tensor, torch.Tensor]:
+    """``data`` as a pair ``(x, y)`` of tensors with the same, non-zero, number of rows."""
+    if not isinstance(data, tuple | list) or len(data) != 2:
+        hint = " (e.g. split['train'], not the whole split)" if isinstance(data, dict) else ""
+        raise TypeError(
+            f"{name} must be a pair (x, y) of tensors{hint}, got "
+            f"{type(data).__name__}{f' of length {len(data)}' if hasattr(data, '__len__') else ''}"
+        )
+    x, y = data
+    for part, v in (("x", x), ("y", y)):
+        if not isinstance(v, torch.Tensor) or v.dim() == 0:
+            raise TypeError(
+                f"{name}: {part} must be a tensor with a batch dimension, got "
+                f"{type(v).__name__}{'' if not isinstance(v, torch.Tensor) else ' of shape ()'}"
+            )
+    if len(x) != len(y):
+        raise ValueError(f"{name}: x has {len(x)} rows but y has {len(y)}")
+    if len(x) == 0:
+        raise ValueError(f"{name} is empty (0 rows)")
+    return x, y
+
+
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The data folder: ``root``, else ``$HYPERGRAD_DATA``, else ``$XDG_CACHE_HOME/hypergrad``."""
+    _check_root(root)
     if root is None:
         root = os.environ.get(ENV_VAR) or Path(
             os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "hypergrad"
@@ -135,34 +246,117 @@ def _check_md5(path: Path, md5: str | None) -> None:
         )
 
 
-def fetch(urls: str | Sequence[str], dest: str | os.PathLike, md5: str | None) -> Path:
+#: Environment variables of the download limits, and their defaults (seconds).
+TIMEOUT_VAR, DEADLINE_VAR = "HYPERGRAD_DOWNLOAD_TIMEOUT", "HYPERGRAD_DOWNLOAD_DEADLINE"
+DEFAULT_TIMEOUT, DEFAULT_DEADLINE = 10.0, 1800.0
+
+
+def _seconds(name: str, value, var: str, default: float) -> float:
+    """A positive, finite number of seconds: ``value``, else ``$var``, else ``default``."""
+    if value is None:
+        raw = os.environ.get(var, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"${var} must be a number of seconds, got {raw!r}") from None
+        name = f"${var}"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not (math.isfinite(value) and value > 0)
+    ):
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _timed_out(e: BaseException) -> bool:
+    return isinstance(e, TimeoutError) or (
+        isinstance(e, urllib.error.URLError) and isinstance(e.reason, TimeoutError)
+    )
+
+
+def _temp_beside(dest: Path, suffix: str) -> tuple[int, str]:
+    """A new temporary file in ``dest``'s folder (created if needed), or a clear error."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=suffix)
+    except OSError as e:
+        raise type(e)(
+            f"cannot write {dest.name} into {dest.parent} ({e.strerror or e}): point "
+            f"{ENV_VAR} (or root=) at a writable folder, or put the file there yourself"
+        ) from e
+
+
+def fetch(
+    urls: str | Sequence[str],
+    dest: str | os.PathLike,
+    md5: str | None,
+    *,
+    timeout: float | None = None,
+    deadline: float | None = None,
+) -> Path:
     """Make sure ``dest`` exists with checksum ``md5``, downloading it from ``urls`` if missing.
 
     The urls are tried in order. Each download streams into a temporary file in ``dest``'s folder,
-    is checked against ``md5`` (``None`` skips the check) and is moved into place with
-    :func:`os.replace`; on any failure the temporary file is removed, so no partial file is ever
-    left. An existing ``dest`` is never overwritten: a wrong checksum raises :class:`DataError`.
+    is checked against ``md5`` (``None`` skips the check) and against the announced length, and
+    is moved into place with :func:`os.replace`; on any failure the temporary file is removed, so
+    no partial file is ever left. An existing ``dest`` is never overwritten: a wrong checksum
+    raises :class:`DataError`.
+
+    ``timeout`` (default ``$HYPERGRAD_DOWNLOAD_TIMEOUT`` or 10 s) bounds the connection and each
+    wait for data: a mirror silent that long is given up for the next. ``deadline`` (default
+    ``$HYPERGRAD_DOWNLOAD_DEADLINE`` or 1800 s) bounds the whole call, all mirrors together (it
+    may be overrun by at most one ``timeout``; name resolution is not covered). When every mirror
+    fails, the :class:`DataError` lists each one and why.
     """
+    urls = [urls] if isinstance(urls, str) else list(urls)
+    if not urls or not all(isinstance(u, str) and u for u in urls):
+        raise ValueError(f"urls must be a url or a non-empty list of urls, got {urls!r}")
+    _check_md5_arg("md5", md5)
+    timeout = _seconds("timeout", timeout, TIMEOUT_VAR, DEFAULT_TIMEOUT)
+    deadline = _seconds("deadline", deadline, DEADLINE_VAR, DEFAULT_DEADLINE)
     dest = Path(dest)
     if dest.exists():
         _check_md5(dest, md5)
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    errors = []
-    for url in [urls] if isinstance(urls, str) else urls:
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    start, errors = time.monotonic(), []
+    for url in urls:
+        left = deadline - (time.monotonic() - start)
+        if left <= 0:
+            errors.append(f"  {url}: not tried, the {deadline:g} s deadline had passed")
+            continue
+        wait = min(timeout, left)
+        fd, tmp = _temp_beside(dest, ".part")
         try:
-            h = hashlib.md5(usedforsecurity=False)
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as src:
-                while block := src.read(1 << 20):
+            h, size = hashlib.md5(usedforsecurity=False), 0
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=wait) as src:
+                # read1: one system call per block, so that the deadline is checked while a
+                # slow server trickles data (read() would wait for a full block).
+                read = src.read1 if isinstance(src, http.client.HTTPResponse) else src.read
+                length = getattr(src, "headers", None) and src.headers.get("Content-Length")
+                while block := read(1 << 16):
                     h.update(block)
                     out.write(block)
+                    size += len(block)
+                    if time.monotonic() - start > deadline:
+                        raise DataError(
+                            f"unfinished after the {deadline:g} s deadline "
+                            f"({size} bytes received; ${DEADLINE_VAR})"
+                        )
+            if length and length.isdigit() and size != int(length):
+                raise DataError(f"truncated: {size} of {length} bytes received")
             if md5 is not None and h.hexdigest() != md5:
                 raise DataError(f"md5 {h.hexdigest()}, expected {md5}")
             os.replace(tmp, dest)
             return dest
         except Exception as e:  # try the next mirror
-            errors.append(f"  {url}: {type(e).__name__}: {e}")
+            if _timed_out(e):
+                why = f"no answer within {wait:g} s (connect or read timeout; ${TIMEOUT_VAR})"
+            else:
+                why = f"{type(e).__name__}: {e}"
+            errors.append(f"  {url}: {why}")
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
@@ -203,7 +397,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(raw) < 4 + 4 * ndim:
         raise DataError(f"{path}: truncated IDX header")
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, offset=4))
-    expected = 4 + 4 * ndim + int(np.prod(shape)) * dtype.itemsize
+    expected = 4 + 4 * ndim + math.prod(shape) * dtype.itemsize  # exact: no int64 overflow
     if len(raw) != expected:
         raise DataError(f"{path}: IDX size {len(raw)} bytes, expected {expected} for shape {shape}")
     data = np.frombuffer(raw, dtype, offset=4 + 4 * ndim).reshape(shape)
@@ -215,8 +409,9 @@ def load_mnist(split: str = "test", root=None, download: bool = True):
 
     Files live in ``data_root(root) / "mnist"``; their MD5s are checked on every load.
     """
-    if split not in MNIST_FILES:
+    if not isinstance(split, str) or split not in MNIST_FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    download = _check_bool("download", download)
     folder = data_root(root) / "mnist"
     arrays = []
     for name, md5 in MNIST_FILES[split]:
@@ -253,13 +448,29 @@ def mnist_split(
 
     All three sets are drawn, by a permutation seeded with ``seed``, from the 10 000 images of the
     official MNIST *test* file (``t10k-*``, the only MNIST file our CI holds); the remaining
-    ``10000 - n_train - n_val`` images (2300 by default) form the test set. Returns
-    ``{"train": (x, y), "val": (x, y), "test": (x, y)}`` with ``x`` of shape ``(n, 784)``; with
-    ``normalize`` the pixels (in [0, 1]) are standardised as ``(x - 0.1307) / 0.3081``.
+    ``10000 - n_train - n_val`` images (2300 by default; none when ``n_train + n_val = 10000``)
+    form the test set. Returns ``{"train": (x, y), "val": (x, y), "test": (x, y)}`` with ``x`` of
+    shape ``(n, 784)``; with ``normalize`` the pixels (in [0, 1]) are standardised as
+    ``(x - 0.1307) / 0.3081``. ``n_train`` and ``n_val`` are at least 1.
     """
+    n_train = _check_int(
+        "n_train",
+        n_train,
+        1,
+        MNIST_TEST_SIZE - 1,
+        f" (the MNIST test file has {MNIST_TEST_SIZE} images and n_val >= 1)",
+    )
+    n_val = _check_int(
+        "n_val",
+        n_val,
+        1,
+        MNIST_TEST_SIZE - n_train,
+        f" (n_train + n_val may not exceed the {MNIST_TEST_SIZE} images; n_train = {n_train})",
+    )
+    seed, dtype, device = _check_seed("seed", seed), _check_dtype(dtype), _check_device(device)
+    normalize, download = _check_bool("normalize", normalize), _check_bool("download", download)
+    _check_root(root)
     x, y = load_mnist("test", root=root, download=download)
-    if n_train + n_val > len(x):
-        raise ValueError(f"n_train + n_val = {n_train + n_val} exceeds the {len(x)} images")
     if normalize:
         x = (x - MNIST_MEAN) / MNIST_STD
     return _split(x, y, {"train": n_train, "val": n_val, "test": None}, seed, device, dtype)
@@ -268,13 +479,31 @@ def mnist_split(
 # --------------------------------------------------------------------------------------- CIFAR
 
 
+@contextlib.contextmanager
+def _archive_errors(archive: Path):
+    """A corrupt or truncated archive as a :class:`DataError` naming it."""
+    try:
+        yield
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise DataError(
+            f"{archive} is corrupt or truncated ({type(e).__name__}: {e}); delete it "
+            f"to download it again"
+        ) from e
+
+
 def _safe_extract(archive: Path, dest: Path, folder: str) -> None:
     """Extract ``archive`` into a temp folder, refusing links and paths escaping it, then move
     ``folder`` into ``dest`` atomically."""
-    tmp = Path(tempfile.mkdtemp(dir=dest, prefix=".extract-"))
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=dest, prefix=".extract-"))
+    except OSError as e:
+        raise type(e)(
+            f"cannot extract {archive.name} into {dest} ({e.strerror or e}): point "
+            f"{ENV_VAR} (or root=) at a writable folder"
+        ) from e
     try:
         base = tmp.resolve()
-        with tarfile.open(archive, "r:*") as tf:
+        with _archive_errors(archive), tarfile.open(archive, "r:*") as tf:
             for m in tf:
                 target = (tmp / m.name).resolve()
                 if target != base and base not in target.parents:
@@ -294,6 +523,38 @@ def _safe_extract(archive: Path, dest: Path, folder: str) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _read_cifar_batch(path: Path, label_key: bytes, classes: int):
+    """One pickled CIFAR batch as ``(uint8 (n, 3, 32, 32), int64 (n,))``, or a DataError."""
+    try:
+        with open(path, "rb") as fh:
+            batch = pickle.load(fh, encoding="bytes")
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+    ) as e:
+        raise DataError(f"{path}: not a CIFAR batch ({type(e).__name__}: {e})") from e
+    if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
+        keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise DataError(f"{path}: not a CIFAR batch (needs b'data' and {label_key!r}; has {keys})")
+    try:
+        x = np.asarray(batch[b"data"], dtype=np.uint8)
+        y = np.asarray(batch[label_key], dtype=np.int64)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise DataError(f"{path}: unreadable CIFAR arrays ({e})") from e
+    if x.ndim != 2 or x.shape[1] != 3072 or y.shape != (len(x),):
+        raise DataError(
+            f"{path}: CIFAR data of shape {x.shape} with labels of shape {y.shape}, "
+            f"expected (n, 3072) and (n,)"
+        )
+    if len(y) and (y.min() < 0 or y.max() >= classes):
+        raise DataError(f"{path}: labels outside 0..{classes - 1} ({y.min()}..{y.max()})")
+    return x.reshape(-1, 3, 32, 32), y
+
+
 def load_cifar(
     name: str = "cifar10", train: bool = True, root=None, download: bool = True, verify=True
 ):
@@ -305,8 +566,13 @@ def load_cifar(
     string against that MD5 (e.g. a re-packed archive), ``False`` not at all. CIFAR-100 uses
     the 100 fine labels. The batches are pickles: only load archives you trust.
     """
-    if name not in CIFAR_ARCHIVES:
+    if not isinstance(name, str) or name not in CIFAR_ARCHIVES:
         raise ValueError(f"name must be one of {sorted(CIFAR_ARCHIVES)}, got {name!r}")
+    train, download = _check_bool("train", train), _check_bool("download", download)
+    if isinstance(verify, str):
+        verify = _check_md5_arg("verify", verify.lower(), allow_none=False)
+    elif not isinstance(verify, bool):
+        raise TypeError(f"verify must be True, False or an MD5 hex string, got {verify!r}")
     spec, root = CIFAR_ARCHIVES[name], data_root(root)
     folder = root / spec["folder"]
     files = spec["train" if train else "test"]
@@ -318,10 +584,9 @@ def load_cifar(
         _safe_extract(archive, root, spec["folder"])
     xs, ys = [], []
     for f in files:
-        with open(folder / f, "rb") as fh:
-            batch = pickle.load(fh, encoding="bytes")
-        xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        ys.append(np.asarray(batch[spec["label_key"]], dtype=np.int64))
+        x, y = _read_cifar_batch(folder / f, spec["label_key"], 100 if name == "cifar100" else 10)
+        xs.append(x)
+        ys.append(y)
     x = torch.from_numpy(np.concatenate(xs)).float().div_(255)
     return x, torch.from_numpy(np.concatenate(ys))
 
@@ -339,17 +604,24 @@ def cifar_split(
 ) -> dict:
     """CIFAR train/validation/test split for Donini et al. (2020), Sec. 6.
 
-    ``val`` is ``n_val`` images drawn from the official training set by a permutation seeded with
-    ``seed``, ``train`` is the rest of it and ``test`` the official test set. With ``normalize``
+    ``val`` is ``n_val`` images (at least 1, fewer than all) drawn from the official training set
+    by a permutation seeded with ``seed``, ``train`` is the rest of it and ``test`` the official test set. With ``normalize``
     each channel is standardised with the training-set statistics in ``CIFAR_STATS``
     (CIFAR-10 mean 0.4914, 0.4822, 0.4465 / std 0.2470, 0.2435, 0.2616; CIFAR-100 mean
     0.5071, 0.4865, 0.4409 / std 0.2673, 0.2564, 0.2762). Returns ``{"train", "val", "test"}``
     of ``(x, y)`` with ``x`` of shape ``(n, 3, 32, 32)``.
     """
+    n_val = _check_int("n_val", n_val, 1)
+    seed, dtype, device = _check_seed("seed", seed), _check_dtype(dtype), _check_device(device)
+    normalize, download = _check_bool("normalize", normalize), _check_bool("download", download)
+    _check_root(root)
     x, y = load_cifar(name, True, root, download, verify)
     xt, yt = load_cifar(name, False, root, download, verify)
-    if n_val > len(x):
-        raise ValueError(f"n_val = {n_val} exceeds the {len(x)} training images")
+    if n_val >= len(x):
+        raise ValueError(
+            f"n_val must be < {len(x)}, the training images (the rest is the "
+            f"training set), got {n_val}"
+        )
     if normalize:
         mean, std = (torch.tensor(s).view(1, 3, 1, 1) for s in CIFAR_STATS[name])
         x, xt = (x - mean) / std, (xt - mean) / std
@@ -388,12 +660,20 @@ def batch_stream(
     the data cut into ``len(x) // batch_size`` batches (the last incomplete one is dropped).
 
     The permutations come from ``generator`` if given, else from a CPU generator seeded with
-    ``seed``; the same seed gives the same stream.
+    ``seed``; the same seed gives the same stream. The arguments are checked at the call, not
+    at the first ``next``.
     """
-    if not 0 < batch_size <= len(x):
-        raise ValueError(f"batch_size must be in 1..{len(x)}, got {batch_size}")
+    x, y = _check_xy("(x, y)", (x, y))
+    batch_size = _check_int("batch_size", batch_size, 1, len(x), f" (the data has {len(x)} rows)")
+    seed = _check_seed("seed", seed)
     if generator is None:
         generator = torch.Generator().manual_seed(seed)
+    elif not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {generator!r}")
+    return _batches(x, y, batch_size, generator)
+
+
+def _batches(x, y, batch_size, generator):
     while True:
         perm = torch.randperm(len(x), generator=generator, device=generator.device).to(x.device)
         for i in range(len(x) // batch_size):
@@ -413,4 +693,6 @@ def sample_batches(
     Fixing the batches in advance lets a training trajectory be replayed exactly, as the
     hypergradient computations (forward and reverse mode) need.
     """
-    return list(islice(batch_stream(*data, batch_size, seed, generator), num_batches))
+    x, y = _check_xy("data", data)
+    num_batches = _check_int("num_batches", num_batches, 1)
+    return list(islice(batch_stream(x, y, batch_size, seed, generator), num_batches))
