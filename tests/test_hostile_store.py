@@ -1,0 +1,129 @@
+"""Hostile files in the experiments' store (issue 12): truncated, foreign or malformed unit
+files and LRS-OPT ``*.partial.json`` files are set aside as ``*.stale`` (never deleted, never
+overwritten) and the unit is computed afresh; nothing raises."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hypergrad import experiments as ex
+from hypergrad.data import data_root
+
+HAS_MNIST = (data_root() / "mnist" / "t10k-images-idx3-ubyte.gz").exists()
+GOOD = {"settings": {"a": 1}, "result": {"x": 2.0}, "meta": {}}
+
+
+def _units(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((folder / "units").iterdir()) if p.is_file()}
+
+
+def _write(folder: Path, name: str, content) -> Path:
+    path = folder / "units" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return path
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        json.dumps(GOOD)[:-7],                       # truncated
+        b"\x00\xff\xfe binary garbage",              # not text
+        "",                                           # empty
+        [1, 2, 3],                                    # foreign JSON: a list
+        {"something": "else"},                        # foreign JSON: another dict
+        {"settings": {"a": 1}},                       # right settings, no result
+        {"settings": {"a": 1}, "result": None},       # a null result
+        {"settings": {"a": 1}, "result": [1, 2]},     # a result that is not a unit result
+        {"settings": {"a": 2}, "result": {"x": 9.0}},  # another run's settings
+    ],
+    ids=["truncated", "binary", "empty", "list", "foreign", "no-result", "null-result",
+         "list-result", "other-settings"],
+)
+def test_bad_unit_file_is_set_aside_and_recomputed(tmp_path, content):
+    path = _write(tmp_path, "u.json", content)
+    before = path.read_bytes()
+    store = ex.UnitStore(tmp_path)
+    out = store.get("u", {"a": 1}, lambda: {"x": 2.0})
+    assert out == {"x": 2.0} and store.computed == 1 and store.loaded == 0
+    units = _units(tmp_path)
+    assert units["u.json.stale"] == before                 # the old file is kept as it was
+    assert json.loads(units["u.json"])["result"] == {"x": 2.0}
+
+
+def test_unit_path_is_a_folder(tmp_path):
+    (tmp_path / "units" / "u.json").mkdir(parents=True)
+    assert ex.UnitStore(tmp_path).get("u", {"a": 1}, lambda: {"x": 1.0}) == {"x": 1.0}
+    assert (tmp_path / "units" / "u.json.stale").is_dir()
+
+
+def test_stale_files_are_never_overwritten(tmp_path):
+    for i in range(3):
+        _write(tmp_path, "u.json", f"broken {i}")
+        ex.UnitStore(tmp_path).get("u", {"a": 1}, lambda: {"x": 1.0})
+    units = _units(tmp_path)
+    assert [units[n] for n in ("u.json.stale", "u.json.stale.1", "u.json.stale.2")] == [
+        b"broken 0", b"broken 1", b"broken 2"]
+
+
+# ---------------------------------------------------------------------- LRS-OPT partial files
+UNIT = {"unit": {"seed": 0, "T": 3}}
+PARTIAL = {"lrs": [0.1, 0.1, 0.1], "history": [1.0], "iterations": 1,
+           "settings": {"T": 3, "step_size": 0.2, **UNIT}, "meta": {"wall_time_s": 1.0}}
+
+
+def test_valid_partial_file_is_kept(tmp_path):
+    path = _write(tmp_path, "lrs.partial.json", PARTIAL)
+    assert ex.UnitStore(tmp_path).partial("lrs", UNIT) == path
+    assert json.loads(path.read_text()) == PARTIAL
+    assert ex.UnitStore(None).partial("lrs", UNIT) is None
+    assert ex.UnitStore(tmp_path).partial("other", UNIT) == tmp_path / "units" / "other.partial.json"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        json.dumps(PARTIAL)[: len(json.dumps(PARTIAL)) // 2],     # truncated (killed mid-write
+        "",                                                        # by something else), empty
+        b"\x89PNG\r\n",                                            # binary
+        [PARTIAL],                                                 # foreign: a list
+        {"settings": UNIT},                                        # no progress in it
+        {**PARTIAL, "settings": {"unit": {"seed": 1, "T": 3}}},    # another run's unit
+        {**PARTIAL, "settings": {"T": 3}},                         # no unit at all
+        {**PARTIAL, "settings": "unit"},                           # settings not an object
+        {**PARTIAL, "iterations": "1"},
+        {**PARTIAL, "iterations": -1},
+        {**PARTIAL, "iterations": True},
+        {**PARTIAL, "lrs": []},
+        {**PARTIAL, "lrs": ["0.1", 0.1, 0.1]},
+        {**PARTIAL, "lrs": 0.1},
+        {**PARTIAL, "history": None},
+        {**PARTIAL, "meta": []},
+        {**PARTIAL, "unexpected": 1},                              # not an LrsOptResult
+    ],
+)
+def test_bad_partial_file_is_set_aside(tmp_path, content):
+    path = _write(tmp_path, "lrs.partial.json", content)
+    before = path.read_bytes()
+    assert ex.UnitStore(tmp_path).partial("lrs", UNIT) == path
+    assert not path.exists()
+    assert (path.parent / "lrs.partial.json.stale").read_bytes() == before
+
+
+@pytest.mark.skipif(not HAS_MNIST, reason="MNIST files not found in $HYPERGRAD_DATA")
+def test_lrs_opt_unit_survives_a_truncated_partial_file(tmp_path):
+    """End to end: a truncated progress file used to raise JSONDecodeError in the runner."""
+    s = ex.settings("mnist-schedules", "tiny")
+    s["lrs_opt"]["iterations"] = 1
+    task = ex.MnistTask(s, "cpu")
+    partial = _write(tmp_path, "lrs_opt_seed0.partial.json", '{"lrs": [0.1, 0.1')
+    r = ex._lrs_opt_unit(task, s, 0, ex.UnitStore(tmp_path), False)
+    assert r["iterations"] == 1 and len(r["lrs"]) == s["T"] and r["diverged"] is None
+    assert (partial.parent / "lrs_opt_seed0.partial.json.stale").read_text() == '{"lrs": [0.1, 0.1'
+    assert not partial.exists() and (partial.parent / "lrs_opt_seed0.json").exists()
