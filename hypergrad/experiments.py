@@ -313,6 +313,32 @@ class UnitStore:
             self.set_aside(path)
         return path
 
+    def checkpoint(self, name: str, unit_settings: dict) -> Path | None:
+        """Where the unit ``name`` keeps its training checkpoint (``<name>.ckpt.pt``), ``None``
+        without a folder. The checkpoint is tagged with the unit's settings
+        (``<name>.ckpt.json``, written here): a checkpoint of other settings, without a tag, or
+        that cannot be loaded is moved aside as ``*.stale`` (with its tag), so that a run is
+        never resumed from another run's state; :meth:`get` removes the tag once the unit is
+        stored."""
+        path, tag = self.path(name, ".ckpt.pt"), self.path(name, ".ckpt.json")
+        if path is None:
+            return None
+        unit_settings = _jsonable(unit_settings)
+        if path.exists():
+            ok = self.read_json(tag) == {"settings": unit_settings}
+            if ok:
+                try:
+                    saved = torch.load(path, weights_only=False, map_location="cpu")
+                    ok = isinstance(saved, dict) and "trainer" in saved and "epoch" in saved
+                except Exception:  # truncated or foreign: torch raises many kinds
+                    ok = False
+            if not ok:
+                self.set_aside(path)
+                if tag.exists():
+                    self.set_aside(tag)
+        atomic_write_json(tag, {"settings": unit_settings})
+        return path
+
     def get(self, name: str, unit_settings: dict, compute: Callable[[], dict]) -> dict:
         unit_settings = _jsonable(unit_settings)
         found = self.lookup(name, unit_settings)
@@ -328,6 +354,7 @@ class UnitStore:
             atomic_write_json(self.path(name), {
                 "settings": unit_settings, "result": result,
                 "meta": run_metadata(time.perf_counter() - start)})
+            self.path(name, ".ckpt.json").unlink(missing_ok=True)   # see checkpoint()
         self.computed += 1
         return result
 
@@ -867,10 +894,11 @@ def run_real_world(s: dict, out_dir: str | os.PathLike | None = None, device="cp
                     unit = {"task": {k: v for k, v in task.items() if k != "methods"},
                             "method": method, "spec": spec, "seed": seed}
 
-                    def compute(task=task, method=method, spec=spec, seed=seed, name=name):
+                    def compute(task=task, method=method, spec=spec, seed=seed, name=name,
+                                unit=unit):
                         nonlocal data
                         data = data or _rw_data(task, device, root)
-                        ckpt = store.path(name, ".ckpt.pt")
+                        ckpt = store.checkpoint(name, unit)   # another run's is set aside
                         show = progress and s["scale"] == "paper"
                         if method != "marthe":
                             result = _train_unit(task, method, spec, seed, data, device, ckpt,

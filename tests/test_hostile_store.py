@@ -127,3 +127,62 @@ def test_lrs_opt_unit_survives_a_truncated_partial_file(tmp_path):
     assert r["iterations"] == 1 and len(r["lrs"]) == s["T"] and r["diverged"] is None
     assert (partial.parent / "lrs_opt_seed0.partial.json.stale").read_text() == '{"lrs": [0.1, 0.1'
     assert not partial.exists() and (partial.parent / "lrs_opt_seed0.json").exists()
+
+
+# ------------------------------------------------------------- training checkpoints (Sec. 6)
+def _one_unit_settings():
+    s = ex.settings("real-world", "tiny")
+    task = next(t for t in s["tasks"] if t["model"] == "mlp")
+    task["methods"] = {"exponential": task["methods"]["exponential"]}
+    s["tasks"] = [task]
+    return s, task, f"{task['name']}_exponential_seed0"
+
+
+@pytest.mark.skipif(not HAS_MNIST, reason="MNIST files not found in $HYPERGRAD_DATA")
+def test_checkpoint_of_another_run_is_not_resumed(tmp_path):
+    """A checkpoint left by an interrupted run with other settings (here another learning
+    rate) used to be resumed silently under the new settings."""
+    s, task, name = _one_unit_settings()
+    fresh = ex.run_real_world(s, progress=False)["tasks"][task["name"]]["exponential"]["0"]
+    units = tmp_path / "units"
+    units.mkdir()
+    data = ex._rw_data(task, "cpu")
+    other = {**task, "lr": task["lr"] * 30, "epochs": 1}
+    ex._train_unit(other, "exponential", task["methods"]["exponential"], 0, data, "cpu",
+                   units / f"{name}.ckpt.pt")
+    (units / f"{name}.ckpt.json").write_text(json.dumps({"settings": {"other": "run"}}))
+    r = ex.run_real_world(s, out_dir=tmp_path, progress=False)
+    got = r["tasks"][task["name"]]["exponential"]["0"]
+    assert got["val_loss"] == pytest.approx(fresh["val_loss"], rel=1e-6)
+    assert (units / f"{name}.ckpt.pt.stale").exists() and (units / f"{name}.ckpt.json.stale").exists()
+    assert sorted(p.name for p in units.iterdir()) == sorted(
+        [f"{name}.json", f"{name}.ckpt.pt.stale", f"{name}.ckpt.json.stale"])
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated", b"\x80\x04\x95"])
+def test_unloadable_checkpoint_is_set_aside(tmp_path, content):
+    store = ex.UnitStore(tmp_path)
+    unit = {"task": {"lr": 0.1}, "seed": 0}
+    (tmp_path / "units").mkdir()
+    (tmp_path / "units" / "r.ckpt.pt").write_bytes(content)
+    (tmp_path / "units" / "r.ckpt.json").write_text(json.dumps({"settings": unit}))
+    path = store.checkpoint("r", unit)
+    assert path == tmp_path / "units" / "r.ckpt.pt" and not path.exists()
+    assert (tmp_path / "units" / "r.ckpt.pt.stale").read_bytes() == content
+    assert json.loads((tmp_path / "units" / "r.ckpt.json").read_text()) == {"settings": unit}
+
+
+def test_checkpoint_of_the_same_run_is_kept(tmp_path):
+    import torch
+
+    store = ex.UnitStore(tmp_path)
+    unit = {"task": {"lr": (0.1, 0.2)}, "seed": 0}
+    assert store.checkpoint("r", unit) == tmp_path / "units" / "r.ckpt.pt"  # tag written
+    torch.save({"trainer": {}, "epoch": 1, "records": {}}, tmp_path / "units" / "r.ckpt.pt")
+    assert ex.UnitStore(tmp_path).checkpoint("r", unit).exists()           # resumable: kept
+    assert not list((tmp_path / "units").glob("*.stale"))
+    ex.UnitStore(tmp_path).checkpoint("r", {**unit, "seed": 1})            # other settings
+    assert (tmp_path / "units" / "r.ckpt.pt.stale").exists()
+    assert ex.UnitStore(None).checkpoint("r", unit) is None
+    store.get("r", unit, lambda: {"x": 1.0})                              # stored: tag removed
+    assert not (tmp_path / "units" / "r.ckpt.json").exists()
