@@ -636,6 +636,11 @@ def augment_cifar(xb: torch.Tensor, generator: torch.Generator | None = None) ->
 
     Zero padding is black on raw [0, 1] images and the mean colour on normalised ones.
     """
+    if not isinstance(xb, torch.Tensor) or xb.dim() != 4:
+        shape = tuple(xb.shape) if isinstance(xb, torch.Tensor) else type(xb).__name__
+        raise ValueError(f"xb must be a batch of images (N, C, H, W), got {shape}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {generator!r}")
     n, _, h, w = xb.shape
     dev = generator.device if generator is not None else torch.device("cpu")
     oy, ox = torch.randint(0, 9, (2, n, 1), generator=generator, device=dev).to(xb.device)

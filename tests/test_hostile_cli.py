@@ -8,6 +8,7 @@ experiment runs, so they need no data.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hypergrad import data
 from hypergrad import experiments as ex
@@ -163,3 +166,35 @@ def test_seeds_minus_one_in_a_real_process(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "argument --seeds: must be a positive integer, got -1" in out.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=True)
+    | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=2),
+    max_leaves=6,
+)
+
+
+@given(t=JSON, betas=JSON)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_set_accepts_only_what_fits_property(capsys, t, betas):
+    """Any JSON value for ``T`` (an integer >= 1) and ``betas`` (a list of numbers >= 0): the
+    command line either prints settings where they fit, or is a usage error — never a traceback
+    and never a setting of the wrong kind."""
+    argv = ["sensitivity", "--set", f"T={json.dumps(t)}", "--set", f"betas={json.dumps(betas)}",
+            "--print-settings"]
+    try:
+        code = ex.main(argv)
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    t_ok = isinstance(t, int) and not isinstance(t, bool) and t >= 1
+    b_ok = isinstance(betas, list) and betas and all(
+        isinstance(b, int | float) and not isinstance(b, bool) and b >= 0 and math.isfinite(b)
+        for b in betas)
+    if t_ok and b_ok:
+        assert code == 0 and json.loads(out)["T"] == t and json.loads(out)["betas"] == betas
+    else:
+        assert code == 2 and "argument --set" in err

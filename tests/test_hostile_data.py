@@ -580,3 +580,25 @@ def test_read_only_data_folder(tmp_path):
             fetch("http://127.0.0.1:9/x", ro / "f", None)
     finally:
         ro.chmod(0o700)
+
+
+@pytest.mark.parametrize(
+    ("xb", "gen", "exc", "match"),
+    [
+        (torch.zeros(3, 32, 32), None, ValueError, r"\(N, C, H, W\), got \(3, 32, 32\)"),
+        (np.zeros((1, 3, 32, 32)), None, ValueError, "ndarray"),
+        (torch.zeros(1, 3, 32, 32), 0, TypeError, "generator"),
+    ],
+)
+def test_augment_cifar_arguments(xb, gen, exc, match):
+    with pytest.raises(exc, match=match):
+        data.augment_cifar(xb, gen)
+
+
+def test_numpy_integers_are_integers(monkeypatch):
+    """Sizes and seeds computed with numpy are accepted (numbers.Integral), not refused."""
+    n = data.MNIST_TEST_SIZE
+    monkeypatch.setattr(data, "load_mnist", lambda *a, **k: (torch.zeros(n, 1), torch.arange(n)))
+    s = mnist_split(np.int64(20), np.int32(5), seed=np.uint64(2**63), normalize=False)
+    assert [len(s[k][0]) for k in ("train", "val", "test")] == [20, 5, n - 25]
+    assert len(sample_batches(s["train"], np.int16(4), np.int8(3), seed=np.int64(-1))) == 3
