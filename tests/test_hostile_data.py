@@ -602,3 +602,31 @@ def test_numpy_integers_are_integers(monkeypatch):
     s = mnist_split(np.int64(20), np.int32(5), seed=np.uint64(2**63), normalize=False)
     assert [len(s[k][0]) for k in ("train", "val", "test")] == [20, 5, n - 25]
     assert len(sample_batches(s["train"], np.int16(4), np.int8(3), seed=np.int64(-1))) == 3
+
+
+def test_interrupt_during_download_leaves_nothing(tmp_path, monkeypatch):
+    class Interrupted(io.BytesIO):
+        def read(self, n=-1):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout: Interrupted())
+    with pytest.raises(KeyboardInterrupt):  # not swallowed as a failed mirror
+        fetch(["https://a.invalid/f", "https://b.invalid/f"], tmp_path / "dl" / "f", None)
+    assert _files(tmp_path / "dl") == []
+
+
+@pytest.mark.parametrize("url", ["ftpx://host/f", "file:///", "not a url"])
+def test_unusable_urls_are_named(tmp_path, url):
+    with pytest.raises(DataError) as info:
+        fetch(url, tmp_path / "f", None, timeout=1)
+    assert url in str(info.value) and _files(tmp_path) == []
+
+
+def test_data_root_that_is_a_file(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("HYPERGRAD_DATA", str(blocker))
+    with pytest.raises(FileNotFoundError, match="HYPERGRAD_DATA"):
+        load_mnist("test", download=False)
+    with pytest.raises(NotADirectoryError, match="writable folder"):
+        load_mnist("test", download=True)
