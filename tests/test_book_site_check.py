@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("check_site", ROOT / "scripts" / "check_site.py")
 check_site = importlib.util.module_from_spec(spec)
+sys.modules["check_site"] = check_site          # dataclasses look their module up
 spec.loader.exec_module(check_site)
 
 
