@@ -24,7 +24,7 @@ __all__ = [
     "new_axes", "as_array", "plot_curves", "plot_schedule", "plot_surface_trajectories",
     "plot_best_vs_beta", "plot_hypergradient_over_t", "plot_tangent_sparsity", "plot_cost",
     # numbers and tables in the prose
-    "sci", "sci_list", "html_table",
+    "sci", "sci_list", "html_table", "shared_legend",
 ]
 
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -101,6 +101,22 @@ def as_array(values: Any, field: str = "lr") -> np.ndarray:
 def _legend(ax, n: int) -> None:
     if n > 0:
         ax.legend(frameon=False, fontsize="small")
+
+
+def shared_legend(fig, axes=None, ncols: int = 4, **kw):
+    """One legend for the whole figure, below its axes: the axes' own legends are removed
+    and each label appears once (first handle wins). Needs a constrained layout."""
+    axes = list(fig.axes if axes is None else np.ravel(axes))
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if not label.startswith("_"):
+                seen.setdefault(label, handle)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    return fig.legend(list(seen.values()), list(seen), loc="outside lower center",
+                      ncols=min(ncols, max(len(seen), 1)), frameon=False, fontsize="small",
+                      **kw)
 
 
 def plot_curves(ax, curves: Mapping[str, Any], *, xlabel: str = "step $t$", ylabel: str = "",

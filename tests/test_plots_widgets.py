@@ -185,3 +185,13 @@ def test_html_table():
     html = plots.html_table(["β", "HD"], [[1e-7, "diverged"], [3e-7, 0.05123]], "c").data
     assert html.count("<tr>") == 3 and "<caption>c</caption>" in html
     assert "3×10⁻⁷" in html and "0.0512" in html and "diverged" in html
+
+
+def test_shared_legend_lists_each_label_once():
+    fig, axes = plt.subplots(1, 2, layout="constrained")
+    for ax in axes:
+        plots.plot_schedule(ax, {"HD": [0.1, 0.2], "RTHO": [0.1, 0.3]})
+    axes[1].plot([0, 1], [0, 1], label="extra")
+    leg = plots.shared_legend(fig)
+    assert [t.get_text() for t in leg.get_texts()] == ["HD", "RTHO", "extra"]
+    assert all(ax.get_legend() is None for ax in axes)
