@@ -42,7 +42,7 @@ def sci(x: float, digits: int = 2) -> str:
     if math.isinf(x):
         return "∞" if x > 0 else "−∞"
     if x == 0 or 1e-3 <= abs(x) < 1e4:
-        return f"{x:.{digits}g}".replace("-", "−")
+        return f"{float(f'{x:.{digits}g}'):g}".replace("-", "−")
     mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
     mantissa = mantissa.rstrip("0").rstrip(".")
     power = "10" + str(int(exponent)).translate(_SUPERSCRIPT)

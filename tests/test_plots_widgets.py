@@ -178,6 +178,7 @@ def test_sci_writes_numbers_as_prose():
     assert plots.sci(-2e-5) == "−2×10⁻⁵"
     assert plots.sci(0.25) == "0.25" and plots.sci(12) == "12" and plots.sci(0) == "0"
     assert plots.sci(float("nan")) == "none"
+    assert plots.sci(8921.0, 3) == "8920" and plots.sci(0.05123, 3) == "0.0512"
     assert plots.sci_list([1e-7, 3e-7]) == "10⁻⁷, 3×10⁻⁷" and plots.sci_list([]) == "none"
 
 
