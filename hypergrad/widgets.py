@@ -21,7 +21,7 @@ import io
 from matplotlib.figure import Figure
 
 from hypergrad.functions import problem, run_fig1
-from hypergrad.plots import plot_curves, plot_schedule, plot_surface_trajectories
+from hypergrad.plots import plot_curves, plot_schedule, plot_surface_trajectories, sci
 
 __all__ = ["fig1_figure", "marthe_figure", "figure_output", "explore_fig1", "explore_marthe"]
 
@@ -48,8 +48,9 @@ def fig1_figure(function: str = "beale", method: str = "rtho", beta: float = 1e-
     ax_s, ax_lr = fig.subplots(1, 2)
     plot_surface_trajectories(ax_s, prob.f, {label: run.trajectory}, prob.xlim, prob.ylim,
                               start=prob.start, minimum=prob.minimum,
-                              title=f"{prob.name}: {label}, β = {beta:.1e}")
+                              title=f"{prob.name}: {label}, β = {sci(beta)}")
     plot_schedule(ax_lr, {label: run.history}, title=_status(run))
+    ax_lr.get_legend().remove()                       # one series: the title says which
     return fig
 
 
@@ -63,15 +64,17 @@ def marthe_figure(function: str = "bukin", mu: float | str = "auto", beta: float
     prob = problem(function)
     run = run_fig1(prob.f, prob.start, "marthe", beta, steps=steps, mu=mu, kappa=kappa)
     mu_txt = "auto" if mu == "auto" else f"{float(mu):.2f}"
-    k_txt = "" if kappa is None else f", κ = {kappa:.0e}"
+    k_txt = "" if kappa is None else f", κ = {sci(kappa)}"
     fig = Figure(figsize=(12.0, 3.8), layout="constrained")
     ax_s, ax_lr, ax_mu = fig.subplots(1, 3)
     plot_surface_trajectories(ax_s, prob.f, {"MARTHE": run.trajectory}, prob.xlim, prob.ylim,
                               start=prob.start, minimum=prob.minimum,
-                              title=f"{prob.name}: μ = {mu_txt}, β₀ = {beta:.1e}{k_txt}")
+                              title=f"μ = {mu_txt}, β₀ = {sci(beta)}{k_txt}")
     plot_schedule(ax_lr, {"MARTHE": run.history}, title=_status(run))
     plot_curves(ax_mu, {"MARTHE": run.history}, field="mu", ylabel=r"discount $\mu_t$",
-                title=r"discount $\mu_t$ (0: the history is forgotten)")
+                title="0: the history is forgotten")
+    for ax in (ax_lr, ax_mu):
+        ax.get_legend().remove()                      # one series: MARTHE
     ax_mu.set_ylim(-0.05, 1.05)
     return fig
 
