@@ -57,7 +57,7 @@ def sci_list(values: Sequence[float], digits: int = 2, empty: str = "none") -> s
 
 
 def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]], caption: str = ""):
-    """A table for a chapter's output (an :class:`IPython.display.HTML`): ``header`` and
+    """A table for a chapter's output (an ``IPython.display.HTML``): ``header`` and
     ``rows`` of cells, numbers written by :func:`sci` (3 significant digits), text as is."""
     from html import escape
 
