@@ -1,25 +1,27 @@
-"""The two-dimensional test functions of the paper's Figure 1, and a runner for its experiment.
+r"""The two-dimensional test functions of the paper's Figure 1, and a runner for its experiment.
 
-Each function takes the "weights" ``x = (x_1, x_2)`` (a tensor of shape ``(2,)``, or a stack
-``(..., 2)`` for contour plots) and returns ``f(x)``. :func:`as_loss` turns one into
+Each function takes the "weights" :math:`x = (x_1, x_2)` (a tensor of shape ``(2,)``, or a
+stack ``(..., 2)`` for contour plots) and returns :math:`f(x)`. :func:`as_loss` turns one into
 ``loss(params, batch)`` for the library's dynamics, with ``params = {"x": tensor(2)}`` and
-the batch ignored: the problems are deterministic and ``L_t = E = f``.
+the batch ignored: the problems are deterministic and :math:`L_t = E = f`.
 
 * :func:`beale`:
-  ``(1.5 − x_1 + x_1x_2)² + (2.25 − x_1 + x_1x_2²)² + (2.625 − x_1 + x_1x_2³)²``,
-  minimum 0 at ``(3, 0.5)``: sharp ridges and large plateaus.
+  :math:`(1.5 - x_1 + x_1 x_2)^2 + (2.25 - x_1 + x_1 x_2^2)^2 + (2.625 - x_1 + x_1 x_2^3)^2`,
+  minimum 0 at :math:`(3, 0.5)`: sharp ridges and large plateaus.
 * :func:`bukin_smoothed`: the book's **[choice]** for the paper's "simplified, smoothed"
-  Bukin N. 6, whose exact form was lost: the original ``100 √|u| + 0.01 |x_1 + 10|``,
-  ``u = x_2 − 0.01x_1²``, with its outer square root dropped and each ``|·|`` smoothed as
-  ``√(·² + ε) − √ε`` (``form="abs"``, ``ε = 10⁻²``). Its valley of minimisers
-  ``x_2 = 0.01x_1²`` has a V-shaped cross-section (the gradient across it keeps a magnitude
-  near 100 and flips when the valley is crossed) and a slope of at most 0.01 along it.
-  ``form="square"`` is the quadratic-valley variant ``100 u² + 0.01 |x_1 + 10|``.
+  Bukin N. 6, whose exact form the paper does not give: the original
+  :math:`100 \sqrt{|u|} + 0.01 |x_1 + 10|`, :math:`u = x_2 - 0.01 x_1^2`, with its outer
+  square root dropped and each :math:`|\cdot|` smoothed as
+  :math:`\sqrt{(\cdot)^2 + \varepsilon} - \sqrt{\varepsilon}` (``form="abs"``,
+  :math:`\varepsilon = 10^{-2}`). Its valley of minimisers :math:`x_2 = 0.01 x_1^2` has a
+  V-shaped cross-section (the gradient across it keeps a magnitude near 100 and flips when
+  the valley is crossed) and a slope of at most 0.01 along it. ``form="square"`` is the
+  quadratic-valley variant :math:`100 u^2 + 0.01 |x_1 + 10|`.
 
 :func:`run_fig1` runs plain gradient descent with HD, RTHO or MARTHE on one of them from a
-fixed start (500 steps, ``η_0 = 0`` by default, as in Figure 1) and returns the trajectory,
-the per-step history and the best objective reached, recording a divergence instead of
-raising it.
+fixed start (500 steps, :math:`\eta_0 = 0` by default, as in Figure 1) and returns the
+trajectory, the per-step history and the best objective reached, recording a divergence
+instead of raising it.
 """
 
 from __future__ import annotations

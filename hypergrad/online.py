@@ -268,9 +268,16 @@ class Marthe:
 class HD(Marthe):
     """Hypergradient descent (Baydin et al., 2018): :class:`Marthe` with ``μ = 0``.
 
-    ``Δ_t = ∇E(w_t)ᵀ B_{t-1}`` (SGD: ``−∇E(w_t)ᵀ ∇L_{t-1}(w_{t-1})``). With ``objective`` the
-    training loss on step ``t``'s own minibatch (the one after step ``t-1``'s) this is Baydin
-    et al.'s SGD-HD (clamped at 0).
+    ``Δ_t = ∇E(w_t)ᵀ B_{t-1}`` (SGD: ``−∇E(w_t)ᵀ ∇L_{t-1}(w_{t-1})``, where ``∇L`` includes
+    the weight-decay term ``λθ`` when the dynamics has one). The paper, and the book, take a
+    validation loss as ``E``.
+
+    With ``objective`` the training loss on step ``t``'s own minibatch (the one after step
+    ``t-1``'s) this is Baydin et al.'s SGD-HD (clamped at 0) **only when that objective
+    includes the weight-decay term** ``λ‖θ‖²/2``: their hypergradient is the product of two
+    consecutive *decayed* gradients, ``η_t = η_{t-1} + β (∇L_t + λθ_t)ᵀ(∇L_{t-1} + λθ_{t-1})``.
+    Without it, ``∇E`` lacks ``λθ_t`` and the rates differ (``tests/test_hd_baydin.py``
+    checks both cases).
     """
 
     def __init__(self, dyn: Dynamics, lr: float = 0.01, beta: float = 1e-4,

@@ -23,7 +23,56 @@ __all__ = [
     # Part I
     "new_axes", "as_array", "plot_curves", "plot_schedule", "plot_surface_trajectories",
     "plot_best_vs_beta", "plot_hypergradient_over_t", "plot_tangent_sparsity", "plot_cost",
+    # numbers and tables in the prose
+    "sci", "sci_list", "html_table", "shared_legend",
 ]
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def sci(x: float, digits: int = 2) -> str:
+    """A number as the prose writes it: ``3×10⁻⁷``, ``1.5×10⁻⁶``, ``0.25``, ``12``.
+
+    Numbers between 10⁻³ and 10⁴ are written plainly with ``digits`` significant digits; others
+    as a mantissa (dropped when it is 1) times a power of ten. NaN reads "none", ±inf "∞".
+    """
+    x = float(x)
+    if math.isnan(x):
+        return "none"
+    if math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    if x == 0 or 1e-3 <= abs(x) < 1e4:
+        return f"{float(f'{x:.{digits}g}'):g}".replace("-", "−")
+    mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    power = "10" + str(int(exponent)).translate(_SUPERSCRIPT)
+    if mantissa in ("1", "-1"):
+        return ("−" if mantissa == "-1" else "") + power
+    return f"{mantissa.replace('-', '−')}×{power}"
+
+
+def sci_list(values: Sequence[float], digits: int = 2, empty: str = "none") -> str:
+    """Numbers joined by commas, each written by :func:`sci` (``empty`` when there are none)."""
+    return ", ".join(sci(v, digits) for v in values) or empty
+
+
+def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]], caption: str = ""):
+    """A table for a chapter's output (an ``IPython.display.HTML``): ``header`` and
+    ``rows`` of cells, numbers written by :func:`sci` (3 significant digits), text as is."""
+    from html import escape
+
+    from IPython.display import HTML
+
+    def cell(value, tag):
+        text = value if isinstance(value, str) else sci(value, 3)
+        align = "left" if isinstance(value, str) and not value[:1].isdigit() else "right"
+        return f'<{tag} style="text-align:{align}">{escape(text)}</{tag}>'
+
+    head = "".join(cell(h, "th") for h in header)
+    body = "".join("<tr>" + "".join(cell(v, "td") for v in row) + "</tr>" for row in rows)
+    cap = f"<caption>{escape(caption)}</caption>" if caption else ""
+    return HTML(f'<table class="table">{cap}<thead><tr>{head}</tr></thead>'
+                f"<tbody>{body}</tbody></table>")
 
 
 # --- Part I ------------------------------------------------------------------------------
@@ -52,6 +101,22 @@ def as_array(values: Any, field: str = "lr") -> np.ndarray:
 def _legend(ax, n: int) -> None:
     if n > 0:
         ax.legend(frameon=False, fontsize="small")
+
+
+def shared_legend(fig, axes=None, ncols: int = 4, **kw):
+    """One legend for the whole figure, below its axes: the axes' own legends are removed
+    and each label appears once (first handle wins). Needs a constrained layout."""
+    axes = list(fig.axes if axes is None else np.ravel(axes))
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if not label.startswith("_"):
+                seen.setdefault(label, handle)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    return fig.legend(list(seen.values()), list(seen), loc="outside lower center",
+                      ncols=min(ncols, max(len(seen), 1)), frameon=False, fontsize="small",
+                      **kw)
 
 
 def plot_curves(ax, curves: Mapping[str, Any], *, xlabel: str = "step $t$", ylabel: str = "",

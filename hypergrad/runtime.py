@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 SCALES = ("quick", "paper")
+FIGURE_DPI = 150
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ def chapter_setup(seed: int = 0, scale: str | None = None, device: str | None = 
 
 def _inline_figures() -> None:
     """In a Jupyter kernel, draw matplotlib figures inline (as images in the page), even when
-    ``MPLBACKEND`` names a non-interactive backend such as Agg."""
+    ``MPLBACKEND`` names a non-interactive backend such as Agg, at ``FIGURE_DPI`` dots per
+    inch."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -82,6 +84,10 @@ def _inline_figures() -> None:
     ip = get_ipython()
     if ip is not None and "IPKernelApp" in ip.config:
         ip.run_line_magic("matplotlib", "inline")
+        import matplotlib
+
+        # Sharp figures in the pages: the inline backend renders PNGs at the figure's dpi.
+        matplotlib.rcParams["figure.dpi"] = FIGURE_DPI
 
 
 def _version() -> str:

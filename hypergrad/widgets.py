@@ -2,8 +2,10 @@
 
 Each explorer is two pieces: a plain plotting function that takes ordinary arguments, runs
 the computation and returns a :class:`matplotlib.figure.Figure` (tested like any function),
-and a thin :func:`ipywidgets.interactive` wrapper around it. ``ipywidgets`` is imported inside
-the wrappers only, so this module imports without it.
+and a thin wrapper: controls above an :class:`ipywidgets.Output` whose outputs are set to the
+figure as a PNG (:func:`figure_output`) on creation and after every change of a control, so
+the picture is part of the widget state saved in the built page. ``ipywidgets`` is imported
+inside the wrappers only, so this module imports without it.
 
 * :func:`fig1_figure` / :func:`explore_fig1`: Figure 1 of the paper for one function, one
   online method and one ``β`` — the trajectory on the loss surface and the schedule ``η_t``.
@@ -13,12 +15,15 @@ the wrappers only, so this module imports without it.
 
 from __future__ import annotations
 
+import base64
+import io
+
 from matplotlib.figure import Figure
 
 from hypergrad.functions import problem, run_fig1
-from hypergrad.plots import plot_curves, plot_schedule, plot_surface_trajectories
+from hypergrad.plots import plot_curves, plot_schedule, plot_surface_trajectories, sci
 
-__all__ = ["fig1_figure", "marthe_figure", "explore_fig1", "explore_marthe"]
+__all__ = ["fig1_figure", "marthe_figure", "figure_output", "explore_fig1", "explore_marthe"]
 
 _LABELS = {"hd": "HD", "rtho": "RTHO", "marthe": "MARTHE"}
 
@@ -43,8 +48,9 @@ def fig1_figure(function: str = "beale", method: str = "rtho", beta: float = 1e-
     ax_s, ax_lr = fig.subplots(1, 2)
     plot_surface_trajectories(ax_s, prob.f, {label: run.trajectory}, prob.xlim, prob.ylim,
                               start=prob.start, minimum=prob.minimum,
-                              title=f"{prob.name}: {label}, β = {beta:.1e}")
+                              title=f"{prob.name}: {label}, β = {sci(beta)}")
     plot_schedule(ax_lr, {label: run.history}, title=_status(run))
+    ax_lr.get_legend().remove()                       # one series: the title says which
     return fig
 
 
@@ -58,56 +64,97 @@ def marthe_figure(function: str = "bukin", mu: float | str = "auto", beta: float
     prob = problem(function)
     run = run_fig1(prob.f, prob.start, "marthe", beta, steps=steps, mu=mu, kappa=kappa)
     mu_txt = "auto" if mu == "auto" else f"{float(mu):.2f}"
-    k_txt = "" if kappa is None else f", κ = {kappa:.0e}"
-    fig = Figure(figsize=(14.0, 4.0), layout="constrained")
+    k_txt = "" if kappa is None else f", κ = {sci(kappa)}"
+    fig = Figure(figsize=(12.0, 3.8), layout="constrained")
     ax_s, ax_lr, ax_mu = fig.subplots(1, 3)
     plot_surface_trajectories(ax_s, prob.f, {"MARTHE": run.trajectory}, prob.xlim, prob.ylim,
                               start=prob.start, minimum=prob.minimum,
-                              title=f"{prob.name}: μ = {mu_txt}, β₀ = {beta:.1e}{k_txt}")
+                              title=f"μ = {mu_txt}, β₀ = {sci(beta)}{k_txt}")
     plot_schedule(ax_lr, {"MARTHE": run.history}, title=_status(run))
     plot_curves(ax_mu, {"MARTHE": run.history}, field="mu", ylabel=r"discount $\mu_t$",
-                title=r"$\mu_t$ (0: HD step, 1: RTHO step)")
+                title="0: the history is forgotten")
+    for ax in (ax_lr, ax_mu):
+        ax.get_legend().remove()                      # one series: MARTHE
     ax_mu.set_ylim(-0.05, 1.05)
     return fig
 
 
-def explore_fig1(steps: int = 500):
-    """Sliders for :func:`fig1_figure`: function, method and ``log10 β``."""
+def figure_output(fig: Figure, dpi: int = 150) -> dict:
+    """A Jupyter ``display_data`` output holding ``fig`` as a PNG (and a text fallback).
+
+    The explorers put this into their :class:`ipywidgets.Output` directly, so that the image
+    is part of the widget's state: it shows in a live kernel, in the static page (the state
+    saved when the book was built) and in a plain Python session alike, whatever the
+    matplotlib backend.
+    """
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    data = {"image/png": base64.b64encode(buffer.getvalue()).decode("ascii"),
+            "text/plain": f"<Figure of {len(fig.axes)} axes>"}
+    return {"output_type": "display_data", "data": data, "metadata": {}}
+
+
+def _explorer(draw, controls: dict, columns: int = 3):
+    """Controls above an Output that holds the figure ``draw(**values)`` returns.
+
+    The returned :class:`ipywidgets.VBox` has three extra attributes: ``controls`` (name →
+    widget), ``output`` (the :class:`ipywidgets.Output`) and ``redraw()``. The figure is
+    drawn once on creation and again whenever a control's value changes.
+    """
     import ipywidgets as W
 
-    def make(function, method, log10_beta):
+    output = W.Output(layout=W.Layout(min_height="320px"))
+    names = list(controls)
+    rows = [W.HBox([controls[n] for n in names[i:i + columns]])
+            for i in range(0, len(names), columns)]
+    box = W.VBox([*rows, output])
+
+    def redraw(change=None):
+        fig = draw(**{n: w.value for n, w in controls.items()})
+        output.outputs = (figure_output(fig),)
+
+    for widget in controls.values():
+        widget.observe(redraw, names="value")
+    box.controls, box.output, box.redraw = controls, output, redraw
+    redraw()
+    return box
+
+
+def explore_fig1(steps: int = 500):
+    """Controls for :func:`fig1_figure` (function, method, ``log10 β``) above its figure."""
+    import ipywidgets as W
+
+    def draw(function, method, log10_beta):
         return fig1_figure(function, method, 10.0 ** log10_beta, steps)
 
-    return W.interactive(
-        make,
+    return _explorer(draw, dict(
         function=W.Dropdown(options=[("Beale", "beale"), ("Bukin (smoothed)", "bukin")],
                             value="beale", description="function"),
         method=W.Dropdown(options=[("HD", "hd"), ("RTHO", "rtho"), ("MARTHE", "marthe")],
                           value="rtho", description="method"),
         log10_beta=W.FloatSlider(value=-7.0, min=-10.0, max=-4.0, step=0.25,
                                  description="log10 β", continuous_update=False),
-    )
+    ))
 
 
 def explore_marthe(steps: int = 500):
-    """Sliders for :func:`marthe_figure`: function, ``μ`` (or adaptive), ``log10 β``,
-    ``log10 κ``."""
+    """Controls for :func:`marthe_figure` (function, ``μ`` or adaptive ``μ``, ``log10 β``,
+    adaptive ``β`` and ``log10 κ``) above its figure."""
     import ipywidgets as W
 
-    def make(function, adaptive_mu, mu, log10_beta, adapt_beta, log10_kappa):
+    def draw(function, adaptive_mu, mu, log10_beta, adapt_beta, log10_kappa):
         return marthe_figure(function, "auto" if adaptive_mu else mu, 10.0 ** log10_beta,
                              10.0 ** log10_kappa if adapt_beta else None, steps)
 
-    return W.interactive(
-        make,
+    return _explorer(draw, dict(
         function=W.Dropdown(options=[("Beale", "beale"), ("Bukin (smoothed)", "bukin")],
                             value="bukin", description="function"),
         adaptive_mu=W.Checkbox(value=True, description="adaptive μ"),
         mu=W.FloatSlider(value=0.9, min=0.0, max=1.0, step=0.05, description="μ (fixed)",
-                       continuous_update=False),
+                         continuous_update=False),
         log10_beta=W.FloatSlider(value=-7.0, min=-10.0, max=-4.0, step=0.25,
                                  description="log10 β₀", continuous_update=False),
         adapt_beta=W.Checkbox(value=False, description="adaptive β"),
         log10_kappa=W.FloatSlider(value=-16.0, min=-20.0, max=-8.0, step=0.5,
                                   description="log10 κ", continuous_update=False),
-    )
+    ))

@@ -17,7 +17,11 @@ folder. The checks for each page are these:
 * every ``<img src>`` is a file under the site with a non-zero size (or a ``data:`` URI);
 * the math is rendered: pages whose source has math contain ``mjx-container`` elements,
   and no page contains a MathJax error (``mjx-merror``);
-* a chapter whose code cells plot has at least one figure (an image in ``_images/``).
+* a chapter whose code cells plot has at least one figure (an image in ``_images/``);
+* each explorer (``widgets.explore_*`` in a code cell) shows a picture: the page's saved
+  widget state holds one Output widget with an ``image/png`` per explorer, and in the
+  browser, after the widget manager has rendered that state, as many ``<img>`` sit inside
+  ``widget-output`` elements.
 
 The script prints one line per page and exits with 1 when a check fails, listing the
 failures. It exits with 2 when Chromium is missing. It installs nothing.
@@ -75,6 +79,11 @@ INLINE_CODE = re.compile(r"`[^`\n]*`")
 MATH_MARKERS = re.compile(
     r"\$\$|\{math\}|\\begin\{|\\\(|\\\[|(?<![\\$\w])\$(?=\S)[^$\n]+?(?<=\S)\$(?![\w$])"
 )
+EXPLORER = re.compile(r"\bwidgets\.explore_\w+\(")
+WIDGET_STATE = re.compile(
+    r'<script type="application/vnd\.jupyter\.widget-state\+json">(.*?)</script>', re.DOTALL
+)
+VOID_TAGS = frozenset("area base br col embed hr img input link meta source track wbr".split())
 PLOTTING = re.compile(
     r"\b(?:plt|pyplot|matplotlib|plots)\b|\.plot\(|\bimshow\(|\bsubplots?\(|\.savefig\("
 )
@@ -119,11 +128,17 @@ class DomScan(HTMLParser):
         self.img_srcs: list[str] = []
         self.mjx_containers = 0
         self.mjx_errors = 0
+        self.widget_output_images = 0
+        self._open: list[bool] = []        # for each open element: is it a widget output?
         self._in_head = False
         self._in_title = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {name: value or "" for name, value in attrs}
+        if tag not in VOID_TAGS:
+            self._open.append("widget-output" in values.get("class", "").split())
+        if tag == "img" and any(self._open):
+            self.widget_output_images += 1
         if tag == "head":
             self._in_head = True
         elif tag == "title" and self._in_head and not self.title:
@@ -138,6 +153,8 @@ class DomScan(HTMLParser):
             self.mjx_errors += 1
 
     def handle_endtag(self, tag: str) -> None:
+        if tag not in VOID_TAGS and self._open:
+            self._open.pop()
         if tag == "head":
             self._in_head = False
         elif tag == "title":
@@ -154,6 +171,30 @@ def source_features(source: str) -> tuple[bool, bool]:
     code = "\n".join(match.group(2) for match in CODE_CELL.finditer(body))
     prose = INLINE_CODE.sub("", FENCE.sub("", body))
     return bool(MATH_MARKERS.search(prose)), bool(PLOTTING.search(code))
+
+
+def count_explorers(source: str) -> int:
+    """How many explorers (``widgets.explore_*(...)`` calls) the code cells of a source make."""
+    body = FRONT_MATTER.sub("", source)
+    return sum(len(EXPLORER.findall(m.group(2))) for m in CODE_CELL.finditer(body))
+
+
+def saved_explorer_pictures(html: str) -> int:
+    """How many Output widgets of a page's saved widget state hold an ``image/png``."""
+    import json
+
+    count = 0
+    for block in WIDGET_STATE.findall(html):
+        try:
+            state = json.loads(block).get("state", {})
+        except ValueError:
+            continue
+        for model in state.values():
+            if model.get("model_name") != "OutputModel":
+                continue
+            outputs = model.get("state", {}).get("outputs", [])
+            count += any("image/png" in o.get("data", {}) for o in outputs)
+    return count
 
 
 def find_chromium(requested: str | None) -> str | None:
@@ -311,6 +352,15 @@ def check_page(site: Path, base_url: str, page: Path, source: Path, out_dir: Pat
         report.failures.append(f"{scan.mjx_errors} MathJax error(s) (mjx-merror)")
     if has_plots and report.figures == 0:
         report.failures.append("the source plots but the page has no figure")
+    explorers = count_explorers(source.read_text(encoding="utf-8"))
+    if explorers:
+        saved = saved_explorer_pictures(page.read_text(encoding="utf-8"))
+        if saved < explorers:
+            report.failures.append(f"{explorers} explorer(s) but {saved} saved widget "
+                                   "output(s) with a picture")
+        if scan.widget_output_images < explorers:
+            report.failures.append(f"{explorers} explorer(s) but {scan.widget_output_images} "
+                                   "picture(s) rendered in widget outputs")
     return report
 
 

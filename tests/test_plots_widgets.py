@@ -145,9 +145,54 @@ def test_marthe_figure():
     assert np.allclose(fig.axes[2].lines[0].get_ydata(), 0.5)
 
 
-def test_widget_wrappers_build():
+def _png_outputs(outputs) -> list[bytes]:
+    import base64
+
+    return [base64.b64decode(o["data"]["image/png"]) for o in outputs
+            if o.get("output_type") == "display_data" and "image/png" in o.get("data", {})]
+
+
+def test_figure_output_is_a_png():
+    out = widgets.figure_output(widgets.fig1_figure("bukin", "hd", 1e-7, steps=5))
+    (png,) = _png_outputs([out])
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+def test_explorers_hold_a_picture_after_creation_and_after_a_change():
     pytest.importorskip("ipywidgets")
-    for make, n_controls in ((widgets.explore_fig1, 3), (widgets.explore_marthe, 6)):
+    for make, n_controls, control, value in (
+            (widgets.explore_fig1, 3, "log10_beta", -6.0),
+            (widgets.explore_marthe, 6, "adaptive_mu", False)):
         w = make(steps=5)
-        assert len(w.kwargs_widgets) == n_controls
-        assert w.result is not None and isinstance(w.result, Figure)   # ran once on creation
+        assert len(w.controls) == n_controls and w.output in w.children
+        (first,) = _png_outputs(w.output.outputs)           # one picture, drawn on creation
+        w.controls[control].value = value
+        (second,) = _png_outputs(w.output.outputs)          # redrawn, still one picture
+        assert second.startswith(b"\x89PNG") and second != first
+
+
+def test_sci_writes_numbers_as_prose():
+    assert plots.sci(3e-7) == "3×10⁻⁷"
+    assert plots.sci(1.0000000000000002e-08) == "10⁻⁸"
+    assert plots.sci(1.5e-6) == "1.5×10⁻⁶"
+    assert plots.sci(-2e-5) == "−2×10⁻⁵"
+    assert plots.sci(0.25) == "0.25" and plots.sci(12) == "12" and plots.sci(0) == "0"
+    assert plots.sci(float("nan")) == "none"
+    assert plots.sci(8921.0, 3) == "8920" and plots.sci(0.05123, 3) == "0.0512"
+    assert plots.sci_list([1e-7, 3e-7]) == "10⁻⁷, 3×10⁻⁷" and plots.sci_list([]) == "none"
+
+
+def test_html_table():
+    html = plots.html_table(["β", "HD"], [[1e-7, "diverged"], [3e-7, 0.05123]], "c").data
+    assert html.count("<tr>") == 3 and "<caption>c</caption>" in html
+    assert "3×10⁻⁷" in html and "0.0512" in html and "diverged" in html
+
+
+def test_shared_legend_lists_each_label_once():
+    fig, axes = plt.subplots(1, 2, layout="constrained")
+    for ax in axes:
+        plots.plot_schedule(ax, {"HD": [0.1, 0.2], "RTHO": [0.1, 0.3]})
+    axes[1].plot([0, 1], [0, 1], label="extra")
+    leg = plots.shared_legend(fig)
+    assert [t.get_text() for t in leg.get_texts()] == ["HD", "RTHO", "extra"]
+    assert all(ax.get_legend() is None for ax in axes)
