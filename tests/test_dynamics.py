@@ -267,3 +267,13 @@ def test_hand_written_update_tangent_equals_autodiff(make, zero):
         for s in b:
             scale = max(1.0, max(float(v.abs().max()) for v in b[s].values()))
             assert max_diff(a[s], b[s]) < 1e-14 * scale      # relative, in float64
+
+
+def test_make_dynamics_by_name():
+    loss = lambda p, b: (p["x"] ** 2).sum()  # noqa: E731
+    assert hg.make_dynamics("sgd", loss, momentum=0.9).hyperparams["momentum"] == 0.9
+    assert hg.make_dynamics("adam", loss, momentum=0.0).name == "adam"
+    with pytest.raises(ValueError, match="optimizer"):
+        hg.make_dynamics("lbfgs", loss)
+    with pytest.raises(ValueError, match="betas"):
+        hg.make_dynamics("sgd", loss, betas=(0.9, 0.99))

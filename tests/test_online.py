@@ -274,3 +274,45 @@ def test_divergence_names_the_step_and_step_size_selection_recovers():
     assert all(math.isfinite(v) for v in hist.objective)
     with pytest.raises(hg.DivergenceError):
         hg.select_hyper_lr(lambda v: run(1e-2), start=1.0, max_tries=2)
+
+
+def test_fixed_schedule_is_a_tuner_with_the_same_contract():
+    """FixedSchedule runs through run_online and equals dyn.step with the schedule."""
+    dyn, lr, params, batches, objective, _ = _setup("momentum")
+    sched = [lr * 0.9**t for t in range(T)]
+    ostate, hist = hg.run_online(hg.FixedSchedule(dyn, sched), params, batches[:T], objective)
+    state = dyn.init(params)
+    for t in range(T):
+        state = dyn.step(state, sched[t], batches[t])
+    assert hist.lr == sched and ostate.t == T
+    assert max_diff(ostate.state.w["params"], state.w["params"]) == 0
+    assert all(math.isnan(m) for m in hist.mu) and all(math.isnan(v) for v in hist.objective)
+    tensor_sched = hg.FixedSchedule(dyn, torch.tensor(sched, dtype=DT))
+    assert hg.run_online(tensor_sched, params, batches[:T], objective)[1].lr == sched
+    with pytest.raises(ValueError, match="step 3"):
+        hg.FixedSchedule(dyn, [0.1, 0.1, 0.1]).step(
+            hg.FixedSchedule(dyn, [0.1]).init(params)._replace(t=3), batches[0])
+    with pytest.raises(ValueError, match="step 0"):
+        hg.FixedSchedule(dyn, lambda t: -1.0).init(params)
+
+
+def test_make_tuner_builds_each_method_by_name():
+    dyn, lr, params, batches, objective, _ = _setup("sgd")
+    assert hg.make_tuner("hd", dyn, lr=lr, beta=1e-2) == hg.HD(dyn, lr, 1e-2)
+    assert hg.make_tuner("RTHO", dyn, lr=lr, beta=1e-2) == hg.RTHO(dyn, lr, 1e-2)
+    m = hg.make_tuner("marthe", dyn, lr=lr, beta=1e-2, mu=0.5, kappa=1e-3)
+    assert (m.mu, m.kappa) == (0.5, 1e-3)
+    assert isinstance(hg.make_tuner("fixed", dyn, schedule=[0.1] * 3), hg.FixedSchedule)
+    for name, kw, match in (("newton", {}, "method"), ("fixed", {}, "schedule"),
+                            ("fixed", dict(schedule=[0.1], beta=1.0), "only a schedule"),
+                            ("hd", dict(mu=0.5), "mu"), ("marthe", dict(schedule=[0.1]), "schedule")):
+        with pytest.raises(ValueError, match=match):
+            hg.make_tuner(name, dyn, **kw)
+
+
+def test_check_blowup_is_the_one_rule():
+    hg.online.check_blowup(3, 9.9, 1.0, 10.0)
+    with pytest.raises(hg.DivergenceError, match="blew up") as err:
+        hg.online.check_blowup(3, 10.1, 1.0, 10.0)
+    assert err.value.step == 3
+    hg.online.check_blowup(3, 1e300, 1.0, math.inf)

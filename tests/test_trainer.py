@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import hypergrad as hg
+from hypergrad.models import module_loss
 from tests.helpers import DT, max_diff, tiny_mlp
 
 
@@ -109,3 +110,34 @@ def test_trainer_blowup_and_divergence_keep_the_last_good_state():
     assert err.value.step >= 2
     assert all(torch.equal(v, good[k]) for k, v in tr.model.state_dict().items())
     assert all(torch.isfinite(v).all() for v in tr.model.state_dict().values())
+
+
+def test_trainer_takes_any_tuner():
+    """ModuleTrainer(model, tuner) equals the keyword form; both at once is an error."""
+    data = _data(4)
+    a = hg.ModuleTrainer(tiny_mlp(2), optimizer="sgd", method="rtho", lr=0.1, beta=1e-2,
+                         momentum=0.9)
+    model = tiny_mlp(2)
+    dyn = hg.sgd(module_loss(model), momentum=0.9)
+    b_ = hg.ModuleTrainer(model, hg.RTHO(dyn, lr=0.1, beta=1e-2))
+    for b, v in data:
+        assert a.step(b, v) == b_.step(b, v)
+    with pytest.raises(TypeError, match="not both"):
+        hg.ModuleTrainer(tiny_mlp(), hg.RTHO(dyn), momentum=0.9)
+    # momentum=0 is accepted with Adam (old callers pass it), any other value is an error
+    hg.ModuleTrainer(tiny_mlp(), optimizer="adam", method="hd", momentum=0.0)
+    with pytest.raises(ValueError, match="momentum"):
+        hg.ModuleTrainer(tiny_mlp(), optimizer="adam", method="hd", momentum=0.9)
+
+
+def test_trainer_loads_the_old_fixed_checkpoint_format():
+    data = _data(4)
+    sched = lambda t: 0.1 * 0.5**t  # noqa: E731
+    a = hg.ModuleTrainer(tiny_mlp(3), method="fixed", schedule=sched)
+    for b, _ in data[:2]:
+        a.step(b)
+    old = {"fixed": a.functional_state._asdict(), "history": vars(a.history)}
+    c = hg.ModuleTrainer(tiny_mlp(4), method="fixed", schedule=sched)
+    c.load_state_dict(old)
+    for b, _ in data[2:]:
+        assert a.step(b) == c.step(b)
