@@ -5,12 +5,16 @@ the optimizer *state*: the weights ``θ(w)`` plus whatever the optimizer carries
 buffer, Adam's moments). Every dynamics is written as two small pure pieces, in the manner
 of optax:
 
-* a gradient oracle, ``g = ∇L_t(θ)`` on minibatch ``t`` (through ``torch.func.grad``), and
+* a gradient oracle, ``g = ∇L_t(θ)`` on minibatch ``t`` (:meth:`Dynamics.grad`), and
 * an elementwise update ``w' = U(w, g, η, k)`` with ``k`` the number of steps already taken,
 
-so that ``Φ_t(w, η) = U(w, ∇L_t(θ(w)), η, t)``. Both pieces are differentiable by
-``torch.func`` in the state and in the learning rate, which is all that the exact and the
-online hypergradients need (``A_t = ∂Φ_t/∂w``, ``B_t = ∂Φ_t/∂η``).
+so that ``Φ_t(w, η) = U(w, ∇L_t(θ(w)), η, t)`` (:meth:`Dynamics.phi`). Both pieces are
+differentiable in the state and in the learning rate, by ``torch.func`` and by autograd, which
+is all that the exact and the online hypergradients need (``A_t = ∂Φ_t/∂w``,
+``B_t = ∂Φ_t/∂η``). :meth:`Dynamics.phi_jvp` is Algorithm 1's step 4,
+``(Φ_t(w, η), A_t ẇ + B_t)``; an optimizer may give the tangent of its update by hand
+(``update_jvp``, tested equal to autodiff). The derivatives themselves are computed in
+:mod:`hypergrad._autodiff`, one way each.
 
 The update rules follow ``torch.optim.SGD`` (momentum, Nesterov, coupled weight decay) and
 ``torch.optim.Adam`` (eps outside the square root, bias correction with the step count, coupled
@@ -192,15 +196,9 @@ class Dynamics:
         return {"step": aux["step"] + 1, "buffers": new_bufs if aux["buffers"] is not None else None}
 
     def step(self, state: State, lr: float | torch.Tensor, batch: Batch) -> State:
-        """One optimizer step: ``w_{t+1} = Φ_t(w_t, η_t)``."""
-        return self.step_with_loss(state, lr, batch)[0]
-
-    def step_with_loss(self, state: State, lr: float | torch.Tensor, batch: Batch
-                       ) -> tuple[State, torch.Tensor]:
-        """As :meth:`step`, also returning the training loss ``L_t(θ(w_t))``."""
-        eta = as_lr(lr, _leaf(state))
-        w, (value, bufs, _) = self.phi(state.w, eta, batch, state.aux)
-        return State(w, self.next_aux(state.aux, bufs)), value
+        """One optimizer step: ``w_{t+1} = Φ_t(w_t, η_t)`` (the learning rate is checked)."""
+        w, (_, bufs, _) = self.phi(state.w, as_lr(lr, _leaf(state)), batch, state.aux)
+        return State(w, self.next_aux(state.aux, bufs))
 
     def __repr__(self) -> str:
         hp = ", ".join(f"{k}={v}" for k, v in self.hyperparams.items())

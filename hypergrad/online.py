@@ -59,7 +59,8 @@ class OnlineState(NamedTuple):
     ``state`` is ``w_t``; ``Z`` is ``Z_t`` (shaped like ``state.w``); ``lr``, ``beta``, ``mu``,
     ``rho`` and ``delta`` are ``η_{t-1}``, ``β_{t-1}``, ``μ_{t-1}``, ``ρ_{t-1}`` and
     ``Δ_{t-1}`` (at ``t = 0``: ``η_0``, ``β_0``, 0, 0, 0); ``B_prev`` is ``θ(B_{t-1})`` (kept
-    only for ``mu="auto"``); ``t`` is the step index.
+    only for ``mu="auto"``); ``t`` is the step index. A :class:`FixedSchedule` keeps no
+    tangent (``Z = None``).
     """
 
     state: State
