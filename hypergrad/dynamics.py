@@ -37,16 +37,7 @@ from torch.func import jvp
 
 from hypergrad import _autodiff
 from hypergrad._autodiff import is_transformed as _is_transformed
-from hypergrad._autodiff import jvp_eager  # noqa: F401  (shim: hg.dynamics.jvp_eager; use hypergrad._autodiff)
-from hypergrad.tree import (  # noqa: F401  (tree_* re-exported here for old imports; use hypergrad.tree)
-    Tree,
-    tree_all_finite,
-    tree_dot,
-    tree_leaves,
-    tree_map,
-    tree_scale,
-    tree_zeros_like,
-)
+from hypergrad.tree import tree_map, tree_zeros_like
 
 Params = dict[str, torch.Tensor]
 #: A minibatch: whatever the loss takes (``(x, y)`` for the models here, ``None`` for test functions).
