@@ -3,29 +3,36 @@
 The reference library of the book "Scheduling the Learning Rate via Hypergradients"
 (Donini et al., MARTHE). Inner dynamics are pure functions (:mod:`hypergrad.dynamics`);
 the exact hypergradient of Eq. 2–4 (:mod:`hypergrad.hypergradient`); LRS-OPT
-(:mod:`hypergrad.schedules`); HD, RTHO and MARTHE as one algorithm (:mod:`hypergrad.online`).
+(:mod:`hypergrad.lrs_opt`); HD, RTHO and MARTHE as one algorithm (:mod:`hypergrad.online`);
+baseline schedules (:mod:`hypergrad.schedules`); an ``nn.Module`` front end
+(:mod:`hypergrad.trainer`).
 """
 
 __version__ = "0.1.0"
 
-from hypergrad.dynamics import DivergenceError, Dynamics, State, adam, sgd
+from hypergrad.dynamics import DivergenceError, Dynamics, State, adam, make_dynamics, sgd
 from hypergrad.hypergradient import hypergradient
+from hypergrad.lrs_opt import LrsOptResult, lrs_opt
 from hypergrad.online import (
     HD,
     RTHO,
+    FixedSchedule,
     History,
     Marthe,
     OnlineState,
     StepInfo,
+    make_tuner,
     run_online,
     select_hyper_lr,
 )
-from hypergrad.runtime import chapter_setup, pick_device
-from hypergrad.schedules import LrsOptResult, lrs_opt
 from hypergrad.trainer import ModuleTrainer
 
+# Shim for the book layer (the integrator removes it: the chapters import it from there).
+from hypergrad.runtime import chapter_setup, pick_device  # noqa: E402, I001  # isort: skip
+
 __all__ = [
-    "Dynamics", "DivergenceError", "State", "adam", "sgd", "hypergradient",
-    "Marthe", "HD", "RTHO", "OnlineState", "StepInfo", "History", "run_online", "select_hyper_lr",
-    "lrs_opt", "LrsOptResult", "ModuleTrainer", "chapter_setup", "pick_device",
+    "Dynamics", "DivergenceError", "State", "adam", "sgd", "make_dynamics", "hypergradient",
+    "Marthe", "HD", "RTHO", "FixedSchedule", "make_tuner", "OnlineState", "StepInfo", "History",
+    "run_online", "select_hyper_lr", "lrs_opt", "LrsOptResult", "ModuleTrainer",
+    "chapter_setup", "pick_device",
 ]

@@ -5,12 +5,16 @@ the optimizer *state*: the weights ``θ(w)`` plus whatever the optimizer carries
 buffer, Adam's moments). Every dynamics is written as two small pure pieces, in the manner
 of optax:
 
-* a gradient oracle, ``g = ∇L_t(θ)`` on minibatch ``t`` (through ``torch.func.grad``), and
+* a gradient oracle, ``g = ∇L_t(θ)`` on minibatch ``t`` (:meth:`Dynamics.grad`), and
 * an elementwise update ``w' = U(w, g, η, k)`` with ``k`` the number of steps already taken,
 
-so that ``Φ_t(w, η) = U(w, ∇L_t(θ(w)), η, t)``. Both pieces are differentiable by
-``torch.func`` in the state and in the learning rate, which is all that the exact and the
-online hypergradients need (``A_t = ∂Φ_t/∂w``, ``B_t = ∂Φ_t/∂η``).
+so that ``Φ_t(w, η) = U(w, ∇L_t(θ(w)), η, t)`` (:meth:`Dynamics.phi`). Both pieces are
+differentiable in the state and in the learning rate, by ``torch.func`` and by autograd, which
+is all that the exact and the online hypergradients need (``A_t = ∂Φ_t/∂w``,
+``B_t = ∂Φ_t/∂η``). :meth:`Dynamics.phi_jvp` is Algorithm 1's step 4,
+``(Φ_t(w, η), A_t ẇ + B_t)``; an optimizer may give the tangent of its update by hand
+(``update_jvp``, tested equal to autodiff). The derivatives themselves are computed in
+:mod:`hypergrad._autodiff`, one way each.
 
 The update rules follow ``torch.optim.SGD`` (momentum, Nesterov, coupled weight decay) and
 ``torch.optim.Adam`` (eps outside the square root, bias correction with the step count, coupled
@@ -24,16 +28,18 @@ Non-differentiated state (the step count and BatchNorm's running statistics) liv
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
-import torch.autograd.forward_ad as fwAD
-from torch.func import grad_and_value, jvp
+from torch.func import jvp
+
+from hypergrad import _autodiff
+from hypergrad._autodiff import is_transformed as _is_transformed
+from hypergrad.tree import tree_map, tree_zeros_like
 
 Params = dict[str, torch.Tensor]
-Tree = Any
 #: A minibatch: whatever the loss takes (``(x, y)`` for the models here, ``None`` for test functions).
 Batch = Any
 
@@ -55,57 +61,7 @@ class DivergenceError(FloatingPointError):
         reason = what if blowup else f"{what} is not finite"
         super().__init__(f"diverged at step {step}: {reason} "
                          f"(lower the learning rate or the hyper-learning rate)")
-        self.step = step
-
-
-# --------------------------------------------------------------------------- tree helpers
-def tree_map(fn: Callable, *trees: Tree) -> Tree:
-    """Map ``fn`` over the leaves of dicts (nested) of tensors."""
-    first = trees[0]
-    if isinstance(first, Mapping):
-        return {k: tree_map(fn, *(t[k] for t in trees)) for k in first}
-    return fn(*trees)
-
-
-def tree_leaves(tree: Tree) -> list[torch.Tensor]:
-    """The tensors of a (nested) dict, in insertion order."""
-    if isinstance(tree, Mapping):
-        return [leaf for v in tree.values() for leaf in tree_leaves(v)]
-    return [tree]
-
-
-def tree_dot(a: Tree, b: Tree) -> torch.Tensor:
-    """``Σ ⟨a_i, b_i⟩`` over matching leaves (a 0-dim tensor)."""
-    return sum((x * y).sum() for x, y in zip(tree_leaves(a), tree_leaves(b), strict=True))
-
-
-def tree_zeros_like(tree: Tree) -> Tree:
-    return tree_map(torch.zeros_like, tree)
-
-
-def tree_scale(tree: Tree, c: float | torch.Tensor) -> Tree:
-    return tree_map(lambda x: c * x, tree)
-
-
-def tree_all_finite(tree: Tree) -> bool:
-    """True when every leaf is finite (one reduction and one sync)."""
-    leaves = tree_leaves(tree)
-    return bool(torch.stack([x.sum() for x in leaves]).isfinite().all()) if leaves else True
-
-
-def jvp_eager(fn: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
-    """``(fn(*primals), J fn · tangents)`` with PyTorch's core forward-mode AD (dual tensors).
-
-    Equal to ``torch.func.jvp`` but with less per-operation overhead, which matters for the
-    optimizers' elementwise updates (tens of small ops); for eager code only, not inside
-    ``torch.func`` transforms.
-    """
-    with fwAD.dual_level():
-        duals = tuple(tree_map(fwAD.make_dual, p, t) for p, t in zip(primals, tangents, strict=True))
-        out = tree_map(fwAD.unpack_dual, fn(*duals))
-    primal = tree_map(lambda d: d.primal, out)
-    tangent = tree_map(lambda d: torch.zeros_like(d.primal) if d.tangent is None else d.tangent, out)
-    return primal, tangent
+        self.step, self.reason = step, reason
 
 
 def as_lr(lr: float | torch.Tensor, like: torch.Tensor, check: bool = True) -> torch.Tensor:
@@ -119,11 +75,6 @@ def as_lr(lr: float | torch.Tensor, like: torch.Tensor, check: bool = True) -> t
     if check and not _is_transformed(lr) and not (math.isfinite(v := float(lr)) and v >= 0):
         raise ValueError(f"a learning rate must be finite and >= 0, got {v}")
     return lr
-
-
-def _is_transformed(x: torch.Tensor) -> bool:
-    """True inside a ``torch.func`` transform (a wrapped tensor has no concrete value)."""
-    return torch._C._functorch.is_functorch_wrapped_tensor(x)
 
 
 # --------------------------------------------------------------------------- dynamics
@@ -173,42 +124,21 @@ class Dynamics:
 
     def grad(self, theta: Params, batch: Batch, aux: dict) -> tuple[Params, tuple]:
         """``∇L_t(θ)`` on ``batch``; returns ``(g, (loss value, new buffers or {}))``."""
-        g, (value, new_bufs) = grad_and_value(self.loss_and_buffers, has_aux=True)(theta, batch, aux)
-        return g, (value, new_bufs)
+        value, bufs, g = _autodiff.value_and_grad(
+            lambda th: self.loss_and_buffers(th, batch, aux), theta)
+        return g, (value, bufs)
 
     def grad_and_hvp(self, theta: Params, v: Params, batch: Batch, aux: dict, mode: str = "rev"
                      ) -> tuple[Params, Params, tuple]:
-        """``(∇L_t(θ), ∇²L_t(θ) v, (loss value, new buffers))`` in one pass.
+        """``(∇L_t(θ), ∇²L_t(θ) v, (loss value, new buffers))`` in one pass (double backward).
 
-        ``mode="fwd"``: forward-over-reverse (``jvp`` of ``grad``); ``mode="rev"``:
-        reverse-over-reverse (double backward). Equal up to rounding; speed differs by device.
+        ``mode`` is accepted only as ``"rev"`` (kept for old callers; to be removed).
         """
-        if mode == "fwd":
-            g, hv, (value, bufs) = jvp(lambda th: self.grad(th, batch, aux), (theta,), (v,),
-                                       has_aux=True)
-            return g, hv, (value, bufs)
         if mode != "rev":
-            raise ValueError(f"hvp mode must be 'fwd' or 'rev', got {mode!r}")
-        return self.grad_eager(theta, batch, aux, hvp_vector=v)
-
-    def grad_eager(self, theta: Params, batch: Batch, aux: dict, hvp_vector: Params | None = None
-                   ) -> tuple[Params, Params | None, tuple]:
-        """As :meth:`grad` (plus ``∇²L v`` when ``hvp_vector`` is given) by plain autograd.
-
-        Faster than ``torch.func`` outside function transforms (no wrapper tensors); not for
-        use inside ``jvp``/``vjp``/``vmap``. Returns ``(g, hv or None, (value, new buffers))``.
-        """
-        names = list(theta)
-        leaves = [theta[k].detach().requires_grad_() for k in names]
-        with torch.enable_grad():
-            value, new_bufs = self.loss_and_buffers(dict(zip(names, leaves, strict=True)), batch, aux)
-            gs = torch.autograd.grad(value, leaves, create_graph=hvp_vector is not None)
-            hv = None
-            if hvp_vector is not None:
-                hvs = torch.autograd.grad(gs, leaves, grad_outputs=[hvp_vector[k] for k in names])
-                hv = dict(zip(names, hvs, strict=True))
-        g = {k: x.detach() for k, x in zip(names, gs, strict=True)}
-        return g, hv, (value.detach(), new_bufs)
+            raise ValueError(f"the Hessian-vector product is reverse-over-reverse ('rev'), got {mode!r}")
+        value, bufs, g, hv = _autodiff.grad_and_hvp(
+            lambda th: self.loss_and_buffers(th, batch, aux), theta, v)
+        return g, hv, (value, bufs)
 
     def phi(self, w: dict, lr: torch.Tensor, batch: Batch, aux: dict) -> tuple[dict, tuple]:
         """``Φ_t(w, η)`` (the constraint of Eq. 1) with ``t = aux["step"]``.
@@ -221,33 +151,35 @@ class Dynamics:
         w_next = self.update(w, g, lr, aux["step"])
         return w_next, (value, new_bufs, g)
 
-    def update_and_lr_derivative(self, w: dict, g: Params, lr: torch.Tensor, step: int,
-                                 eager: bool = False) -> tuple[dict, dict]:
-        """``(Φ(w, η), B = ∂Φ/∂η)`` at ``(w, η)`` given the gradient ``g``: one jvp of the
-        elementwise update along ``η`` (``eager``: see :func:`jvp_eager`)."""
-        f = jvp_eager if eager else jvp
-        return f(lambda lr_: self.update(w, g, lr_, step), (lr,), (torch.ones_like(lr),))
+    def phi_jvp(self, w: dict, lr: torch.Tensor, batch: Batch, aux: dict, dw: dict | None = None
+                ) -> tuple[dict, dict, dict, tuple]:
+        """``(Φ_t(w, η), A_t ẇ + B_t, B_t, (L_t, new buffers))``: ``Φ_t`` and its derivative
+        along ``(ẇ, 1)`` (``ẇ = None`` means 0: no Hessian is needed), outside transforms.
+
+        ``A_t ẇ = ∂U/∂w ẇ + ∂U/∂g ∇²L_t θ(ẇ)``: one gradient with a Hessian-vector product,
+        then the tangent of the elementwise update (:meth:`update_tangent`). The tests hold
+        it equal to ``torch.func.jvp(Φ_t, (w, η), (ẇ, 1))`` (:func:`_phi_jvp_reference`).
+        """
+        if dw is None:
+            g, (value, bufs) = self.grad(w["params"], batch, aux)
+            hv = None
+        else:
+            g, hv, (value, bufs) = self.grad_and_hvp(w["params"], dw["params"], batch, aux)
+        w_next, tangent, B = self.update_tangent(w, g, lr, aux["step"], dw, hv)
+        return w_next, tangent, B, (value, bufs)
 
     def update_tangent(self, w: dict, g: Params, lr: torch.Tensor, step: int,
-                       dw: dict | None = None, dg: Params | None = None, autodiff: bool = False
-                       ) -> tuple[dict, dict, dict]:
-        """``(U, ∂U/∂w·ẇ + ∂U/∂g·ġ + ∂U/∂η, B = ∂U/∂η)`` at ``(w, g, η)``: the elementwise part
-        of Step 4, outside ``torch.func`` transforms. Uses the hand-derived
-        :attr:`update_jvp` when there is one (unless ``autodiff``), else forward-mode AD."""
-        if self.update_jvp is not None and not autodiff:
+                       dw: dict | None = None, dg: Params | None = None) -> tuple[dict, dict, dict]:
+        """``(U, ∂U/∂w·ẇ + ∂U/∂g·ġ + ∂U/∂η, B = ∂U/∂η)`` at ``(w, g, η)`` (``None`` means a zero
+        tangent), outside ``torch.func`` transforms: the hand-derived :attr:`update_jvp` when
+        there is one, else forward-mode AD of :attr:`update` (:func:`hypergrad._autodiff.update_jvp`)."""
+        if self.update_jvp is not None:
             return self.update_jvp(w, g, lr, step, dw, dg)
-        w_next, B = self.update_and_lr_derivative(w, g, lr, step, eager=True)
-        if dw is None and dg is None:
-            return w_next, B, B
-        dw = dw if dw is not None else tree_zeros_like(w)
-        dg = dg if dg is not None else tree_zeros_like(g)
-        _, tangent = jvp_eager(lambda w_, g_, lr_: self.update(w_, g_, lr_, step),
-                               (w, g, lr), (dw, dg, torch.ones_like(lr)))
-        return w_next, tangent, B
+        return _autodiff.update_jvp(self.update, w, g, lr, step, dw, dg)
 
     def lr_derivative(self, w: dict, g: Params, lr: torch.Tensor, step: int) -> dict:
         """``B = ∂Φ/∂η`` at ``(w, η)`` given the gradient ``g``."""
-        return self.update_and_lr_derivative(w, g, lr, step)[1]
+        return self.update_tangent(w, g, lr, step)[2]
 
     @staticmethod
     def next_aux(aux: dict, new_bufs: dict) -> dict:
@@ -255,15 +187,9 @@ class Dynamics:
         return {"step": aux["step"] + 1, "buffers": new_bufs if aux["buffers"] is not None else None}
 
     def step(self, state: State, lr: float | torch.Tensor, batch: Batch) -> State:
-        """One optimizer step: ``w_{t+1} = Φ_t(w_t, η_t)``."""
-        return self.step_with_loss(state, lr, batch)[0]
-
-    def step_with_loss(self, state: State, lr: float | torch.Tensor, batch: Batch
-                       ) -> tuple[State, torch.Tensor]:
-        """As :meth:`step`, also returning the training loss ``L_t(θ(w_t))``."""
-        eta = as_lr(lr, _leaf(state))
-        w, (value, bufs, _) = self.phi(state.w, eta, batch, state.aux)
-        return State(w, self.next_aux(state.aux, bufs)), value
+        """One optimizer step: ``w_{t+1} = Φ_t(w_t, η_t)`` (the learning rate is checked)."""
+        w, (_, bufs, _) = self.phi(state.w, as_lr(lr, _leaf(state)), batch, state.aux)
+        return State(w, self.next_aux(state.aux, bufs))
 
     def __repr__(self) -> str:
         hp = ", ".join(f"{k}={v}" for k, v in self.hyperparams.items())
@@ -272,6 +198,43 @@ class Dynamics:
 
 def _leaf(state: State) -> torch.Tensor:
     return next(iter(state.w["params"].values()))
+
+
+def _phi_jvp_reference(dyn: Dynamics, w: dict, lr: torch.Tensor, batch: Batch, aux: dict,
+                       dw: dict | None = None) -> tuple[dict, dict, dict, tuple]:
+    """:meth:`Dynamics.phi_jvp` as ONE ``torch.func.jvp(Φ_t, (w, η), (ẇ, 1))`` (Algorithm 1's
+    step 4 as written): the reference the tests compare the fast path to."""
+    dw = dw if dw is not None else tree_zeros_like(w)
+    w_next, tangent, (value, bufs, g) = jvp(
+        lambda w_, lr_: dyn.phi(w_, lr_, batch, aux), (w, lr), (dw, torch.ones_like(lr)),
+        has_aux=True)
+    _, B = jvp(lambda lr_: dyn.update(w, g, lr_, aux["step"]), (lr,), (torch.ones_like(lr),))
+    return w_next, tangent, B, (value, bufs)
+
+
+def call_objective(objective: Callable, state: State, params: Params) -> torch.Tensor:
+    """``E(θ)`` checked to be a scalar; with buffers the objective is called as
+    ``objective(params, buffers)`` with the state's buffers (BatchNorm's running statistics)."""
+    bufs = state.aux["buffers"]
+    out = objective(params) if bufs is None else objective(params, bufs)
+    if not isinstance(out, torch.Tensor) or out.ndim != 0:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"the objective must return a scalar (0-dim) tensor, got {shape}")
+    return out
+
+
+def objective_value_and_grad(objective: Callable, state: State) -> tuple[torch.Tensor, Params]:
+    """``(E(θ(w)), ∇E(θ(w)))`` in one pass, checking that ``E`` is a scalar."""
+    value, _, g = _autodiff.value_and_grad(
+        lambda th: (call_objective(objective, state, th), None), state.w["params"])
+    return value, g
+
+
+def check_finite(step: int, what: str, *values: float | torch.Tensor) -> None:
+    """Raise :class:`DivergenceError` naming ``step`` when a value is not finite."""
+    for v in values:
+        if not math.isfinite(float(v)):
+            raise DivergenceError(step, what)
 
 
 def _check_nonneg(**kw):
@@ -398,3 +361,20 @@ def _safe_sqrt(v: torch.Tensor) -> torch.Tensor:
     """``√v`` whose derivative is 0 (not inf) at ``v = 0``."""
     pos = v > 0
     return torch.where(pos, torch.sqrt(torch.where(pos, v, torch.ones_like(v))), torch.zeros_like(v))
+
+
+#: the dynamics by name, for :func:`make_dynamics`
+DYNAMICS = {"sgd": sgd, "adam": adam}
+
+
+def make_dynamics(name: str, loss: Callable, **options) -> Dynamics:
+    """``sgd(loss, **options)`` or ``adam(loss, **options)`` by name; an option the optimizer
+    does not take is an error, except ``momentum=0`` for Adam (which has none)."""
+    if name not in DYNAMICS:
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {name!r}")
+    if name == "adam" and options.get("momentum", 0.0) == 0.0:
+        options.pop("momentum", None)
+    try:
+        return DYNAMICS[name](loss, **options)
+    except TypeError as e:
+        raise ValueError(f"optimizer={name!r}: {e}") from None

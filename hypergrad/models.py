@@ -15,6 +15,7 @@ rules.
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,7 @@ __all__ = [
     "SmallCNN",
     "VGG",
     "accuracy",
+    "evaluate",
     "functional",
     "module_loss",
     "module_objective",
@@ -272,11 +274,26 @@ def module_objective(module, batch, criterion=F.cross_entropy, buffers=None, tra
     return objective
 
 
-def accuracy(module, params, x, y, buffers=None, batch_size=1000) -> float:
-    """Fraction of ``x`` classified as ``y`` (eval mode, no grad, by chunks of ``batch_size``)."""
-    correct = 0
+def evaluate(module: nn.Module, x: torch.Tensor, y: torch.Tensor, params: dict | None = None,
+             buffers: dict | None = None, criterion=F.cross_entropy, batch_size: int = 1000
+             ) -> dict[str, float | None]:
+    """``{"loss": mean criterion, "acc": fraction classified as y}`` of ``module`` on ``(x, y)``:
+    the library's one evaluator (eval mode, no grad, by chunks of ``batch_size``).
+
+    With ``params`` (and ``buffers``) the module runs with those (``functional_call``), else with
+    its own. ``loss`` is ``None`` when it is not finite (a diverged run).
+    """
+    total, correct = 0.0, 0
     with torch.no_grad(), _mode(module, False):
         for i in range(0, len(x), batch_size):
-            out = functional_call(module, (params, buffers or {}), (x[i : i + batch_size],))
-            correct += (out.argmax(1) == y[i : i + batch_size]).sum().item()
-    return correct / max(len(x), 1)
+            xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+            out = module(xb) if params is None else functional_call(module, (params, buffers or {}), (xb,))
+            total += float(criterion(out, yb, reduction="sum"))
+            correct += int((out.argmax(1) == yb).sum())
+    n = max(len(x), 1)
+    return {"loss": total / n if math.isfinite(total) else None, "acc": correct / n}
+
+
+def accuracy(module, params, x, y, buffers=None, batch_size=1000) -> float:
+    """Fraction of ``x`` classified as ``y``: :func:`evaluate`'s ``"acc"``."""
+    return evaluate(module, x, y, params, buffers, batch_size=batch_size)["acc"]

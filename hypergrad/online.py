@@ -15,11 +15,17 @@ et al., ``Z_t`` is the derivative of ``w_t`` along a constant schedule); :class:
 ``ρ_t = (ρ_{t-1} + 1) μ_{t-1}`` and ``μ_t = c^{1/(1+ρ_t)}``. A number for ``kappa`` turns on
 the adaptive hyper-learning rate ``β_t = max(β_{t-1} + κ Δ_t Δ_{t-1}, 0)``.
 
-Step 4 of Algorithm 1 is one forward-mode call, ``jvp(Φ_t, (w_t, η_t), (μ_t Z_t, 1))``, which
-returns ``w_{t+1}`` and ``Z_{t+1}`` together, at the *current* ``η_t``, for any dynamics
-(``tangent="jvp"``). The default ``tangent="hvp"`` computes the same two quantities from
-``(∇L_t, ∇²L_t θ(μ_t Z_t))`` and a ``jvp`` of the cheap elementwise update, and skips the
-Hessian-vector product whenever ``μ_t = 0``; the tests check both paths agree to 1e-10.
+Step 4 of Algorithm 1 is ``jvp(Φ_t, (w_t, η_t), (μ_t Z_t, 1))``: ``w_{t+1}`` and ``Z_{t+1}``
+together, at the *current* ``η_t``. :meth:`~hypergrad.dynamics.Dynamics.phi_jvp` computes it
+from ``(∇L_t, ∇²L_t θ(μ_t Z_t))`` and the tangent of the cheap elementwise update, and skips the
+Hessian-vector product whenever ``μ_t = 0``; the tests hold it equal, to 1e-10, to the one
+``torch.func.jvp`` call as written.
+
+Each tuner (:class:`Marthe`, :class:`HD`, :class:`RTHO`, :class:`FixedSchedule`) is a pair
+``init(params) -> OnlineState`` and ``step(ostate, batch, objective) -> (OnlineState, StepInfo)``;
+:func:`make_tuner` builds one by name and :func:`run_online` runs any of them. A step computes
+its numbers first and checks them after (:func:`~hypergrad.dynamics.check_finite`); the one
+blow-up rule of a run is :func:`check_blowup`.
 """
 
 from __future__ import annotations
@@ -30,7 +36,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
-from torch.func import jvp, vmap
 
 from hypergrad.dynamics import (
     Batch,
@@ -39,14 +44,13 @@ from hypergrad.dynamics import (
     Params,
     State,
     as_lr,
-    tree_dot,
-    tree_scale,
-    tree_zeros_like,
+    check_finite,
+    objective_value_and_grad,
 )
-from hypergrad.hypergradient import _call_objective, objective_value_and_grad
+from hypergrad.tree import tree_dot, tree_scale, tree_zeros_like
 
-__all__ = ["Marthe", "HD", "RTHO", "OnlineState", "StepInfo", "History", "run_online",
-           "select_hyper_lr", "default_hvp_mode"]
+__all__ = ["Marthe", "HD", "RTHO", "FixedSchedule", "make_tuner", "TUNERS", "OnlineState",
+           "StepInfo", "History", "run_online", "check_blowup", "select_hyper_lr"]
 
 
 class OnlineState(NamedTuple):
@@ -55,11 +59,12 @@ class OnlineState(NamedTuple):
     ``state`` is ``w_t``; ``Z`` is ``Z_t`` (shaped like ``state.w``); ``lr``, ``beta``, ``mu``,
     ``rho`` and ``delta`` are ``η_{t-1}``, ``β_{t-1}``, ``μ_{t-1}``, ``ρ_{t-1}`` and
     ``Δ_{t-1}`` (at ``t = 0``: ``η_0``, ``β_0``, 0, 0, 0); ``B_prev`` is ``θ(B_{t-1})`` (kept
-    only for ``mu="auto"``); ``t`` is the step index.
+    only for ``mu="auto"``); ``t`` is the step index. A :class:`FixedSchedule` keeps no
+    tangent (``Z = None``).
     """
 
     state: State
-    Z: dict
+    Z: dict | None
     lr: float
     beta: float
     mu: float
@@ -81,17 +86,6 @@ class StepInfo(NamedTuple):
     objective: float
 
 
-def default_hvp_mode(device: torch.device | str) -> str:
-    """The Hessian-vector product used by default on ``device``: ``"rev"`` or ``"fwd"``.
-
-    Measured by ``benchmarks/bench_online.py`` on the CPU: reverse-over-reverse (double
-    backward) beats forward-over-reverse on the paper's MLP (about 15 %) and by 6x on a small
-    CNN (forward-mode convolutions are slow on the CPU). No GPU was available to measure CUDA;
-    it gets the same default until a measurement says otherwise.
-    """
-    return "rev"
-
-
 def _check_number(name: str, value, lo: float = 0.0, hi: float = math.inf) -> float:
     try:
         x = float(value)
@@ -103,64 +97,10 @@ def _check_number(name: str, value, lo: float = 0.0, hi: float = math.inf) -> fl
     return x
 
 
-@dataclass(frozen=True, init=False)
-class Marthe:
-    """MARTHE (Algorithm 1): online learning-rate schedule by a discounted tangent.
-
-    Args:
-        dyn: the inner dynamics ``Φ`` (:func:`~hypergrad.dynamics.sgd`, :func:`~hypergrad.dynamics.adam`).
-        lr: ``η_0 ≥ 0``.
-        beta: the hyper-learning rate ``β_0 ≥ 0``.
-        mu: the discount ``μ ∈ [0, 1]`` (fixed), or ``"auto"`` (Eq. 10, Appendix A).
-        kappa: ``None`` keeps ``β`` fixed; a number ``κ ≥ 0`` adapts it (Section 4).
-        tangent: ``"hvp"`` (default, fast path) or ``"jvp"`` (the one-call general path).
-        hvp: ``"fwd"`` or ``"rev"`` Hessian-vector products for ``tangent="hvp"``
-            (default: :func:`default_hvp_mode` for the weights' device).
-        estimator: how ``Δ_t`` (and ``p_t``) are formed from ``E``: ``"grad"`` (``∇E`` by
-            reverse mode, then dot products) or ``"jvp"`` (forward-mode directional
-            derivatives). Equal up to rounding.
-    """
+class _Tuner:
+    """What every tuner shares: ``θ(w_t)`` and saving/restoring an :class:`OnlineState`."""
 
     dyn: Dynamics
-    lr: float
-    beta: float
-    mu: float | str
-    kappa: float | None
-    tangent: str
-    hvp: str | None
-    estimator: str
-
-    def __init__(self, dyn: Dynamics, lr: float = 0.01, beta: float = 1e-4,
-                 mu: float | str = "auto", kappa: float | None = None, *,
-                 tangent: str = "hvp", hvp: str | None = None, estimator: str = "grad"):
-        set_ = object.__setattr__
-        set_(self, "dyn", dyn)
-        set_(self, "lr", _check_number("lr", lr))
-        set_(self, "beta", _check_number("beta", beta))
-        if mu != "auto":
-            mu = _check_number("mu", mu, 0.0, 1.0)
-        set_(self, "mu", mu)
-        set_(self, "kappa", None if kappa is None else _check_number("kappa", kappa))
-        if tangent not in ("hvp", "jvp"):
-            raise ValueError(f"tangent must be 'hvp' or 'jvp', got {tangent!r}")
-        if hvp not in (None, "fwd", "rev"):
-            raise ValueError(f"hvp must be None, 'fwd' or 'rev', got {hvp!r}")
-        if estimator not in ("grad", "jvp"):
-            raise ValueError(f"estimator must be 'grad' or 'jvp', got {estimator!r}")
-        set_(self, "tangent", tangent)
-        set_(self, "hvp", hvp)
-        set_(self, "estimator", estimator)
-
-    @property
-    def adaptive_mu(self) -> bool:
-        return self.mu == "auto"
-
-    # ------------------------------------------------------------------ state
-    def init(self, params: Params | State, buffers: Params | None = None) -> OnlineState:
-        """``w_0`` (weights copied, optimizer slots zero), ``Z_0 = 0``, ``η_0``, ``β_0``."""
-        state = params if isinstance(params, State) else self.dyn.init(params, buffers)
-        return OnlineState(state, tree_zeros_like(state.w), self.lr, self.beta, 0.0, 0.0, 0.0,
-                           None, 0)
 
     @staticmethod
     def params(ostate: OnlineState) -> Params:
@@ -182,87 +122,100 @@ class Marthe:
         fields["state"] = State(**d["state"])
         return OnlineState(**fields)
 
+    def _init_state(self, params: Params | State, buffers: Params | None) -> State:
+        return params if isinstance(params, State) else self.dyn.init(params, buffers)
+
+
+@dataclass(frozen=True, init=False)
+class Marthe(_Tuner):
+    """MARTHE (Algorithm 1): online learning-rate schedule by a discounted tangent.
+
+    Args:
+        dyn: the inner dynamics ``Φ`` (:func:`~hypergrad.dynamics.sgd`, :func:`~hypergrad.dynamics.adam`).
+        lr: ``η_0 ≥ 0``.
+        beta: the hyper-learning rate ``β_0 ≥ 0``.
+        mu: the discount ``μ ∈ [0, 1]`` (fixed), or ``"auto"`` (Eq. 10, Appendix A).
+        kappa: ``None`` keeps ``β`` fixed; a number ``κ ≥ 0`` adapts it (Section 4).
+    """
+
+    dyn: Dynamics
+    lr: float
+    beta: float
+    mu: float | str
+    kappa: float | None
+
+    def __init__(self, dyn: Dynamics, lr: float = 0.01, beta: float = 1e-4,
+                 mu: float | str = "auto", kappa: float | None = None):
+        set_ = object.__setattr__
+        set_(self, "dyn", dyn)
+        set_(self, "lr", _check_number("lr", lr))
+        set_(self, "beta", _check_number("beta", beta))
+        if mu != "auto":
+            mu = _check_number("mu", mu, 0.0, 1.0)
+        set_(self, "mu", mu)
+        set_(self, "kappa", None if kappa is None else _check_number("kappa", kappa))
+
+    @property
+    def adaptive_mu(self) -> bool:
+        return self.mu == "auto"
+
+    # ------------------------------------------------------------------ state
+    def init(self, params: Params | State, buffers: Params | None = None) -> OnlineState:
+        """``w_0`` (weights copied, optimizer slots zero), ``Z_0 = 0``, ``η_0``, ``β_0``."""
+        state = self._init_state(params, buffers)
+        return OnlineState(state, tree_zeros_like(state.w), self.lr, self.beta, 0.0, 0.0, 0.0,
+                           None, 0)
+
     # ------------------------------------------------------------------ Algorithm 1
     def step(self, ostate: OnlineState, batch: Batch, objective: Callable
              ) -> tuple[OnlineState, StepInfo]:
         """One iteration ``t`` of Algorithm 1; ``objective(params)`` is ``E`` at this step.
 
-        Raises :class:`~hypergrad.dynamics.DivergenceError` (naming ``t``) when ``E``, ``L_t``, ``Δ_t`` or ``η_t``
-        is not finite.
+        Raises :class:`~hypergrad.dynamics.DivergenceError` (naming ``t``) when ``E``, ``Δ_t``,
+        ``η_t`` or ``L_t`` is not finite; ``ostate`` is left as it was.
         """
+        new, info = self._step(ostate, batch, objective)
+        check_finite(info.t, "the objective or its hypergradient", info.hypergradient, info.objective)
+        check_finite(info.t, "the learning rate", info.lr)
+        check_finite(info.t, "the training loss", info.loss)
+        return new, info
+
+    def _step(self, ostate: OnlineState, batch: Batch, objective: Callable
+              ) -> tuple[OnlineState, StepInfo]:
+        """The numbers of one step (no checks)."""
         state, Z, t = ostate.state, ostate.Z, ostate.t
         # 1. g = ∇E(θ(w_t)) on a validation minibatch; Δ_t = gᵀ θ(Z_t)   (Eq. 11);
         #    and p_t = gᵀ θ(B_{t-1}) for the adaptive μ (step 3)
-        need_p = self.adaptive_mu and t >= 1
-        value, delta, p = self._estimates(objective, state, Z["params"],
-                                          ostate.B_prev if need_p else None)
-        if not (math.isfinite(delta) and math.isfinite(float(value))):
-            raise DivergenceError(t, "the objective or its hypergradient")
-        lr, beta, mu, rho = ostate.lr, ostate.beta, ostate.mu, ostate.rho
-        if t >= 1:
-            # 2. β_t = max(β_{t-1} + κ Δ_t Δ_{t-1}, 0);  η_t = max(η_{t-1} − β_t Δ_t, 0)
-            if self.kappa is not None:
-                beta = max(beta + self.kappa * delta * ostate.delta, 0.0)
-            lr = max(lr - beta * delta, 0.0)
-            if not math.isfinite(lr):
-                raise DivergenceError(t, "the learning rate")
-        # 3. μ_t: fixed, or Appendix A's rule (μ_0 = 0, ρ_0 = 0)
-        if not self.adaptive_mu:
-            mu = self.mu
-        elif t >= 1:
-            c = min(max(delta / p, 0.0), 1.0) if p != 0 else 0.0
-            rho = (rho + 1.0) * mu
-            mu = c ** (1.0 / (1.0 + rho))
+        value, g = objective_value_and_grad(objective, state)
+        delta = float(tree_dot(g, Z["params"]))
+        p = float(tree_dot(g, ostate.B_prev)) if self.adaptive_mu and t >= 1 else None
+        # 2.–3. β_t, η_t, μ_t, ρ_t
+        lr, beta, mu, rho = self._hyper_update(ostate, delta, p)
         # 4. (w_{t+1}, Z_{t+1}) = (Φ_t(w_t, η_t), μ_t A_t Z_t + B_t)
-        w_next, Z_next, loss, bufs, B = self._advance(state, Z, lr, mu, batch)
-        if not math.isfinite(float(loss)):
-            raise DivergenceError(t, "the training loss")
+        eta = as_lr(lr, next(iter(state.w["params"].values())), check=False)   # checked in step
+        w_next, Z_next, B, (loss, bufs) = self.dyn.phi_jvp(
+            state.w, eta, batch, state.aux, None if mu == 0.0 else tree_scale(Z, mu))
         new_state = State(w_next, self.dyn.next_aux(state.aux, bufs))
         B_prev = B["params"] if self.adaptive_mu else None
         info = StepInfo(t, lr, mu, beta, delta, float(loss), float(value))
         return OnlineState(new_state, Z_next, lr, beta, mu, rho, delta, B_prev, t + 1), info
 
-    def _estimates(self, objective: Callable, state: State, Z: Params, B_prev: Params | None):
-        """``(E(w_t), Δ_t = ∇E(w_t)ᵀθ(Z_t), p_t = ∇E(w_t)ᵀθ(B_{t-1}) or None)`` as floats.
-
-        ``estimator="grad"`` forms ``∇E`` by reverse mode and takes dot products;
-        ``estimator="jvp"`` computes the directional derivatives by forward mode (one lane
-        per direction) without forming ``∇E``.
-        """
-        if self.estimator == "grad":
-            value, g = objective_value_and_grad(objective, state, eager=self.tangent == "hvp")
-            p = None if B_prev is None else float(tree_dot(g, B_prev))
-            return float(value), float(tree_dot(g, Z)), p
-        f = _call_objective(objective, state)
-        theta = state.w["params"]
-        if B_prev is None:
-            value, delta = jvp(f, (theta,), (Z,))
-            return float(value), float(delta), None
-        dirs = {k: torch.stack([Z[k], B_prev[k]]) for k in Z}
-        value, d = vmap(lambda v: jvp(f, (theta,), (v,)), out_dims=(None, 0))(dirs)
-        return float(value), float(d[0]), float(d[1])
-
-    def _advance(self, state: State, Z: dict, lr: float, mu: float, batch):
-        """Step 4: ``(w_{t+1}, Z_{t+1}, L_t, new buffers, B_t)`` at the current ``η_t``."""
-        dyn, w, aux = self.dyn, state.w, state.aux
-        eta = as_lr(lr, next(iter(w["params"].values())), check=False)   # checked in step
-        one = torch.ones_like(eta)
-        if self.tangent == "jvp":     # the general path: ONE jvp of Φ_t
-            w_next, Z_next, (loss, bufs, g) = jvp(
-                lambda w_, lr_: dyn.phi(w_, lr_, batch, aux), (w, eta), (tree_scale(Z, mu), one),
-                has_aux=True)
-            B = dyn.lr_derivative(w, g, eta, aux["step"]) if self.adaptive_mu else None
-            return w_next, Z_next, loss, bufs, B
-        # the fast path: (∇L, ∇²L θ(μZ)), then one jvp of the elementwise update U
-        if mu == 0.0:                 # HD, or a reset: Z_{t+1} = B_t, no Hessian needed
-            g, _, (loss, bufs) = dyn.grad_eager(w["params"], batch, aux)
-            w_next, Z_next, B = dyn.update_tangent(w, g, eta, aux["step"])
-            return w_next, Z_next, loss, bufs, B
-        Zmu = tree_scale(Z, mu)
-        mode = self.hvp or default_hvp_mode(eta.device)
-        g, hv, (loss, bufs) = dyn.grad_and_hvp(w["params"], Zmu["params"], batch, aux, mode)
-        w_next, Z_next, B = dyn.update_tangent(w, g, eta, aux["step"], Zmu, hv)
-        return w_next, Z_next, loss, bufs, B
+    def _hyper_update(self, ostate: OnlineState, delta: float, p: float | None):
+        """Steps 2 and 3: ``(η_t, β_t, μ_t, ρ_t)`` from ``Δ_t`` (and ``p_t`` for ``mu="auto"``)."""
+        lr, beta, mu, rho = ostate.lr, ostate.beta, ostate.mu, ostate.rho
+        if ostate.t >= 1:
+            # 2. β_t = max(β_{t-1} + κ Δ_t Δ_{t-1}, 0);  η_t = max(η_{t-1} − β_t Δ_t, 0)
+            if self.kappa is not None:
+                beta = max(beta + self.kappa * delta * ostate.delta, 0.0)
+            lr = max(lr - beta * delta, 0.0)
+        # 3. μ_t: fixed, or Appendix A's rule (μ_0 = 0, ρ_0 = 0)
+        if not self.adaptive_mu:
+            mu = self.mu
+        elif ostate.t >= 1:
+            c = min(max(delta / p, 0.0), 1.0) if p != 0 else 0.0
+            rho = (rho + 1.0) * mu
+            mu = c ** (1.0 / (1.0 + rho))
+        return lr, beta, mu, rho
 
 
 class HD(Marthe):
@@ -281,16 +234,85 @@ class HD(Marthe):
     """
 
     def __init__(self, dyn: Dynamics, lr: float = 0.01, beta: float = 1e-4,
-                 kappa: float | None = None, **kw):
-        super().__init__(dyn, lr, beta, mu=0.0, kappa=kappa, **kw)
+                 kappa: float | None = None):
+        super().__init__(dyn, lr, beta, mu=0.0, kappa=kappa)
 
 
 class RTHO(Marthe):
     """Real-time hyperparameter optimisation (Franceschi et al., 2017): :class:`Marthe` with ``μ = 1``."""
 
     def __init__(self, dyn: Dynamics, lr: float = 0.01, beta: float = 1e-4,
-                 kappa: float | None = None, **kw):
-        super().__init__(dyn, lr, beta, mu=1.0, kappa=kappa, **kw)
+                 kappa: float | None = None):
+        super().__init__(dyn, lr, beta, mu=1.0, kappa=kappa)
+
+
+@dataclass(frozen=True)
+class FixedSchedule(_Tuner):
+    """A given schedule ``η_t = schedule(t)`` (a callable, or a 1-D sequence or tensor), with
+    the tuners' ``init``/``step`` contract: the baselines run through the same loops.
+
+    ``step`` ignores ``objective`` (``E`` is not needed); its :class:`StepInfo` reports ``μ``,
+    ``Δ`` and ``E`` as NaN and ``β`` as 0.
+    """
+
+    dyn: Dynamics
+    schedule: Callable[[int], float] | Sequence[float] | torch.Tensor
+
+    def lr_at(self, t: int) -> float:
+        """``η_t``, checked (a clear error for a negative or non-finite value)."""
+        s = self.schedule
+        try:
+            lr = float(s(t)) if callable(s) else float(s[t])
+        except IndexError:
+            raise ValueError(f"the schedule has no learning rate for step {t}") from None
+        if not (lr >= 0 and math.isfinite(lr)):
+            raise ValueError(f"the schedule gives an invalid learning rate at step {t}: {lr}")
+        return lr
+
+    def init(self, params: Params | State, buffers: Params | None = None) -> OnlineState:
+        """``w_0`` and ``η_0``; no tangent."""
+        state = self._init_state(params, buffers)
+        return OnlineState(state, None, self.lr_at(0), 0.0, math.nan, 0.0, 0.0, None, 0)
+
+    def step(self, ostate: OnlineState, batch: Batch, objective: Callable | None = None
+             ) -> tuple[OnlineState, StepInfo]:
+        """``w_{t+1} = Φ_t(w_t, η_t)``; raises on a non-finite training loss."""
+        t, state = ostate.t, ostate.state
+        lr = self.lr_at(t)
+        eta = as_lr(lr, next(iter(state.w["params"].values())), check=False)
+        w, (loss, bufs, _) = self.dyn.phi(state.w, eta, batch, state.aux)
+        info = StepInfo(t, lr, math.nan, 0.0, math.nan, float(loss), math.nan)
+        check_finite(t, "the training loss", info.loss)
+        new = State(w, self.dyn.next_aux(state.aux, bufs))
+        return ostate._replace(state=new, lr=lr, t=t + 1), info
+
+
+#: the tuners by name, for :func:`make_tuner`
+TUNERS = {"marthe": Marthe, "hd": HD, "rtho": RTHO, "fixed": FixedSchedule}
+
+
+def make_tuner(name: str, dyn: Dynamics, **options) -> Marthe | FixedSchedule:
+    """The tuner called ``name`` (``"marthe"``, ``"hd"``, ``"rtho"`` or ``"fixed"``) on ``dyn``.
+
+    ``options`` go to its constructor: ``lr``, ``beta``, ``kappa`` (and ``mu`` for
+    ``"marthe"``); ``schedule`` for ``"fixed"``. An option the tuner does not take is an error.
+    """
+    key = name.lower() if isinstance(name, str) else name
+    if key not in TUNERS:
+        raise ValueError(f"method must be one of {tuple(TUNERS)}, got {name!r}")
+    if key == "fixed":
+        if options.get("schedule") is None:
+            raise ValueError("method='fixed' needs a schedule (a callable t -> lr or a tensor)")
+        extra = set(options) - {"schedule"}
+        if extra:
+            raise ValueError(f"method='fixed' takes only a schedule, not {sorted(extra)}")
+        return FixedSchedule(dyn, options["schedule"])
+    if options.pop("schedule", None) is not None:
+        raise ValueError(f"method={name!r} does not take a schedule")
+    try:
+        return TUNERS[key](dyn, **options)
+    except TypeError as e:
+        raise ValueError(f"method={name!r}: {e}") from None
 
 
 # ---------------------------------------------------------------------- running a tuner
@@ -314,7 +336,15 @@ class History:
             getattr(self, name).append(getattr(info, name))
 
 
-def run_online(tuner: Marthe, params: Params | State, batches: Sequence,
+def check_blowup(step: int, loss: float, first_loss: float, max_loss_ratio: float) -> None:
+    """The blow-up rule: a run diverges when the training loss exceeds ``max_loss_ratio`` times
+    its first value (raises :class:`~hypergrad.dynamics.DivergenceError` naming ``step``)."""
+    if loss > max_loss_ratio * max(first_loss, 1e-12):
+        raise DivergenceError(step, f"the training loss blew up ({loss:.3g} > "
+                                    f"{max_loss_ratio} × {first_loss:.3g})", blowup=True)
+
+
+def run_online(tuner: Marthe | FixedSchedule, params: Params | State, batches: Sequence,
                objectives: Callable | Sequence[Callable], *, max_loss_ratio: float = 10.0,
                ostate: OnlineState | None = None, callback: Callable | None = None
                ) -> tuple[OnlineState, History]:
@@ -329,9 +359,7 @@ def run_online(tuner: Marthe, params: Params | State, batches: Sequence,
         objective = objectives if callable(objectives) else objectives[i]
         ostate, info = tuner.step(ostate, batch, objective)
         hist.append(info)
-        if info.loss > max_loss_ratio * max(hist.loss[0], 1e-12):
-            raise DivergenceError(info.t, f"the training loss blew up ({info.loss:.3g} > "
-                                          f"{max_loss_ratio} × {hist.loss[0]:.3g})", blowup=True)
+        check_blowup(info.t, info.loss, hist.loss[0], max_loss_ratio)
         if callback is not None:
             callback(ostate, info)
     return ostate, hist

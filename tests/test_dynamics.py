@@ -5,6 +5,8 @@ import torch
 from torch.func import jvp
 
 import hypergrad as hg
+from hypergrad import _autodiff
+from hypergrad.dynamics import _phi_jvp_reference
 from tests.helpers import DT, max_diff, problem, tiny_mlp
 
 CASES = [
@@ -117,16 +119,57 @@ def test_lr_derivative_is_B():
             assert max_diff(B[k], B2[k]) < 1e-14
 
 
-def test_hvp_modes_agree():
+def test_hvp_equals_forward_over_reverse():
+    """Double backward (the library's one HVP) == torch.func's jvp of grad (the reference)."""
     _, loss, params, batches, _ = problem(T=2)
     dyn = hg.sgd(loss)
     state = dyn.init(params)
     v = {k: torch.randn_like(x) for k, x in params.items()}
-    g1, h1, (l1, _) = dyn.grad_and_hvp(params, v, batches[0], state.aux, "fwd")
-    g2, h2, (l2, _) = dyn.grad_and_hvp(params, v, batches[0], state.aux, "rev")
+    g1, h1, (l1, _) = jvp(lambda th: dyn.grad(th, batches[0], state.aux), (params,), (v,),
+                          has_aux=True)
+    g2, h2, (l2, _) = dyn.grad_and_hvp(params, v, batches[0], state.aux)
     assert max_diff(g1, g2) < 1e-14 and max_diff(h1, h2) < 1e-12 and float(l1) == float(l2)
-    with pytest.raises(ValueError, match="hvp mode"):
-        dyn.grad_and_hvp(params, v, batches[0], state.aux, "sideways")
+    g3, _ = torch.func.grad(lambda th: loss(th, batches[0]))(params), None
+    assert max_diff(g3, g2) < 1e-14
+    with pytest.raises(ValueError, match="rev"):
+        dyn.grad_and_hvp(params, v, batches[0], state.aux, "fwd")
+
+
+@pytest.mark.parametrize("zero", [False, True])
+@pytest.mark.parametrize("make", [lambda l: hg.sgd(l), lambda l: hg.sgd(l, momentum=0.9, weight_decay=1e-2),
+                                  lambda l: hg.adam(l, weight_decay=1e-2)], ids=["sgd", "momentum", "adam"])
+def test_phi_jvp_equals_one_torch_func_jvp_of_phi(make, zero):
+    """Step 4's fast path (gradient + HVP, then the update's tangent) == jvp(Φ, (w, η), (ẇ, 1))."""
+    _, loss, params, batches, _ = problem(T=3)
+    dyn = make(loss)
+    state = dyn.step(dyn.init(params), 0.05, batches[0])
+    dw = None if zero else {s: {k: torch.randn_like(v) for k, v in d.items()} for s, d in state.w.items()}
+    lr = torch.tensor(0.05, dtype=DT)
+    fast = dyn.phi_jvp(state.w, lr, batches[1], state.aux, dw)
+    ref = _phi_jvp_reference(dyn, state.w, lr, batches[1], state.aux, dw)
+    for a, b in zip(fast[:3], ref[:3], strict=True):
+        for s in b:
+            scale = max(1.0, max(float(v.abs().max()) for v in b[s].values()))
+            assert max_diff(a[s], b[s]) < 1e-13 * scale      # relative, in float64
+    assert float(fast[3][0]) == float(ref[3][0])
+
+
+def test_gradient_under_autograd_keeps_its_graph():
+    """value_and_grad inside an autograd vjp gives the same products as torch.func.vjp."""
+    _, loss, params, batches, _ = problem(T=2)
+    dyn = hg.sgd(loss, momentum=0.9)
+    state = dyn.step(dyn.init(params), 0.1, batches[0])
+    lr = torch.tensor(0.1, dtype=DT)
+    p = {s: {k: torch.randn_like(v) for k, v in d.items()} for s, d in state.w.items()}
+    outs = []
+    for vjp in (_autodiff.vjp, torch.func.vjp):
+        w1, pullback, _ = vjp(lambda w, lr_: dyn.phi(w, lr_, batches[1], state.aux), state.w, lr,
+                              has_aux=True)
+        outs.append((w1, *pullback(p)))
+    (wa, pa, la), (wb, pb, lb) = outs
+    for s in wa:
+        assert max_diff(wa[s], wb[s]) == 0 and max_diff(pa[s], pb[s]) < 1e-13
+    assert abs(float(la - lb)) < 1e-13 and float(la) != 0
 
 
 @pytest.mark.parametrize("kw", [dict(momentum=-0.1), dict(weight_decay=float("nan")),
@@ -193,10 +236,10 @@ def test_jvp_eager_equals_torch_func_jvp(make):
     args = ((state.w, g, lr), (Z, g2, torch.ones_like(lr)))
     f = lambda w, g_, lr_: dyn.update(w, g_, lr_, 1)  # noqa: E731
     p1, t1 = torch.func.jvp(f, *args)
-    p2, t2 = hg.dynamics.jvp_eager(f, *args)
+    p2, t2 = _autodiff.jvp_eager(f, *args)
     for s in t1:
         assert max_diff(p1[s], p2[s]) == 0 and max_diff(t1[s], t2[s]) < 1e-15
-    _, B = hg.dynamics.jvp_eager(lambda lr_: dyn.update(state.w, g, lr_, 1), (lr,), (torch.ones_like(lr),))
+    _, B = _autodiff.jvp_eager(lambda lr_: dyn.update(state.w, g, lr_, 1), (lr,), (torch.ones_like(lr),))
     assert all(float(v.abs().max()) == 0 for s in B if s != "params" for v in B[s].values())
 
 
@@ -219,8 +262,18 @@ def test_hand_written_update_tangent_equals_autodiff(make, zero):
     dg = None if zero else {k: torch.randn_like(v) for k, v in g.items()}
     lr = torch.tensor(0.05, dtype=DT)
     hand = dyn.update_tangent(state.w, g, lr, 2, dw, dg)
-    auto = dyn.update_tangent(state.w, g, lr, 2, dw, dg, autodiff=True)
+    auto = _autodiff.update_jvp(dyn.update, state.w, g, lr, 2, dw, dg)
     for a, b in zip(hand, auto, strict=True):
         for s in b:
             scale = max(1.0, max(float(v.abs().max()) for v in b[s].values()))
             assert max_diff(a[s], b[s]) < 1e-14 * scale      # relative, in float64
+
+
+def test_make_dynamics_by_name():
+    loss = lambda p, b: (p["x"] ** 2).sum()  # noqa: E731
+    assert hg.make_dynamics("sgd", loss, momentum=0.9).hyperparams["momentum"] == 0.9
+    assert hg.make_dynamics("adam", loss, momentum=0.0).name == "adam"
+    with pytest.raises(ValueError, match="optimizer"):
+        hg.make_dynamics("lbfgs", loss)
+    with pytest.raises(ValueError, match="betas"):
+        hg.make_dynamics("sgd", loss, betas=(0.9, 0.99))

@@ -11,6 +11,7 @@ from hypergrad.models import (
     BatchNorm2d,
     SmallCNN,
     accuracy,
+    evaluate,
     functional,
     module_loss,
     module_objective,
@@ -214,3 +215,22 @@ def test_module_objective_and_accuracy():
         pred = functional_call(net.eval(), (params, trained), (x,)).argmax(1)
     assert acc == pytest.approx((pred == y).float().mean().item())
     assert 0.0 <= accuracy(MLP((784, 10)), functional(MLP((784, 10)))[0], x, y) <= 1.0
+
+
+def test_evaluate_is_loss_and_accuracy_with_own_or_given_weights():
+    torch.manual_seed(1)
+    net = SmallCNN(width=3)
+    params, buffers = functional(net)
+    x, y = torch.randn(23, 784), torch.randint(0, 10, (23,))
+    net.train()
+    own = evaluate(net, x, y, batch_size=5)
+    assert net.training                                      # the mode is restored
+    given = evaluate(net, x, y, params, buffers, batch_size=7)
+    with torch.no_grad():
+        out = net.eval()(x)
+    assert own["loss"] == pytest.approx(float(F.cross_entropy(out, y)), rel=1e-5)
+    assert own["acc"] == pytest.approx((out.argmax(1) == y).float().mean().item())
+    assert given["loss"] == pytest.approx(own["loss"], rel=1e-5) and given["acc"] == own["acc"]
+    assert accuracy(net, params, x, y, buffers) == given["acc"]
+    bad = {k: torch.full_like(v, float("nan")) for k, v in params.items()}
+    assert evaluate(net, x, y, bad, buffers)["loss"] is None

@@ -58,14 +58,35 @@ def test_rtho_tangent_is_the_derivative_along_a_constant_schedule(name):
 
 @pytest.mark.parametrize("name", list(DYNAMICS))
 @pytest.mark.parametrize("mu", [0.0, 0.6, 1.0, "auto"])
-def test_fast_paths_equal_the_general_jvp_path(name, mu):
+def test_fast_paths_equal_the_general_jvp_path(name, mu, monkeypatch):
+    """The default step equals Algorithm 1 as written: step 4 as ONE torch.func.jvp of Φ_t,
+    and Δ_t, p_t as forward-mode directional derivatives of E (no ∇E formed)."""
     dyn, lr, params, batches, objective, _ = _setup(name)
     beta = 1e-2 if name != "adam" else 1e-5
-    runs = [_run(hg.Marthe(dyn, lr, beta, mu=mu, kappa=1e-3, **kw), params, batches, objective, T)
-            for kw in (dict(tangent="jvp"), dict(hvp="fwd"), dict(hvp="rev"),
-                       dict(hvp="rev", estimator="jvp"))]
-    ref_state, ref_infos = runs[0]
-    for ostate, infos in runs[1:]:
+    tuner = hg.Marthe(dyn, lr, beta, mu=mu, kappa=1e-3)
+    runs = [_run(tuner, params, batches, objective, T)]
+    import hypergrad.dynamics as dynamics_module
+    import hypergrad.online as online_module
+
+    def phi_jvp_reference(self, w, lr_, batch, aux, dw=None):
+        return dynamics_module._phi_jvp_reference(self, w, lr_, batch, aux, dw)
+
+    def directional_value_and_grad(objective_, state):   # ∇E never formed: jvp along each leaf
+        theta = state.w["params"]
+        f = lambda th: dynamics_module.call_objective(objective_, state, th)  # noqa: E731
+        value = f(theta)
+        g = {}
+        for k, x in theta.items():
+            basis = torch.eye(x.numel(), dtype=x.dtype).reshape(x.numel(), *x.shape)
+            dirs = {j: torch.zeros_like(y) for j, y in theta.items()}
+            g[k] = torch.func.vmap(
+                lambda e, k=k, d=dirs: jvp(f, (theta,), ({**d, k: e},))[1])(basis).reshape(x.shape)
+        return value.detach(), g
+
+    monkeypatch.setattr(hg.Dynamics, "phi_jvp", phi_jvp_reference)
+    monkeypatch.setattr(online_module, "objective_value_and_grad", directional_value_and_grad)
+    ref_state, ref_infos = _run(tuner, params, batches, objective, T)
+    for ostate, infos in runs:
         for a, b in zip(infos, ref_infos, strict=True):
             assert a.lr == pytest.approx(b.lr, rel=1e-10, abs=1e-14)
             assert a.hypergradient == pytest.approx(b.hypergradient, rel=1e-10, abs=1e-14)
@@ -229,8 +250,6 @@ def test_state_dict_resumes_bit_identically():
     (dict(lr=-0.1), "lr"), (dict(lr=float("nan")), "lr"), (dict(beta=-1.0), "beta"),
     (dict(mu=1.5), "mu"), (dict(mu=-0.1), "mu"), (dict(mu="sometimes"), "mu"),
     (dict(kappa=-1.0), "kappa"), (dict(kappa=float("nan")), "kappa"),
-    (dict(tangent="reverse"), "tangent"), (dict(hvp="both"), "hvp"),
-    (dict(estimator="finite-differences"), "estimator"),
 ])
 def test_bad_input(kw, match):
     dyn = _setup("sgd")[0]
@@ -255,3 +274,45 @@ def test_divergence_names_the_step_and_step_size_selection_recovers():
     assert all(math.isfinite(v) for v in hist.objective)
     with pytest.raises(hg.DivergenceError):
         hg.select_hyper_lr(lambda v: run(1e-2), start=1.0, max_tries=2)
+
+
+def test_fixed_schedule_is_a_tuner_with_the_same_contract():
+    """FixedSchedule runs through run_online and equals dyn.step with the schedule."""
+    dyn, lr, params, batches, objective, _ = _setup("momentum")
+    sched = [lr * 0.9**t for t in range(T)]
+    ostate, hist = hg.run_online(hg.FixedSchedule(dyn, sched), params, batches[:T], objective)
+    state = dyn.init(params)
+    for t in range(T):
+        state = dyn.step(state, sched[t], batches[t])
+    assert hist.lr == sched and ostate.t == T
+    assert max_diff(ostate.state.w["params"], state.w["params"]) == 0
+    assert all(math.isnan(m) for m in hist.mu) and all(math.isnan(v) for v in hist.objective)
+    tensor_sched = hg.FixedSchedule(dyn, torch.tensor(sched, dtype=DT))
+    assert hg.run_online(tensor_sched, params, batches[:T], objective)[1].lr == sched
+    with pytest.raises(ValueError, match="step 3"):
+        hg.FixedSchedule(dyn, [0.1, 0.1, 0.1]).step(
+            hg.FixedSchedule(dyn, [0.1]).init(params)._replace(t=3), batches[0])
+    with pytest.raises(ValueError, match="step 0"):
+        hg.FixedSchedule(dyn, lambda t: -1.0).init(params)
+
+
+def test_make_tuner_builds_each_method_by_name():
+    dyn, lr, params, batches, objective, _ = _setup("sgd")
+    assert hg.make_tuner("hd", dyn, lr=lr, beta=1e-2) == hg.HD(dyn, lr, 1e-2)
+    assert hg.make_tuner("RTHO", dyn, lr=lr, beta=1e-2) == hg.RTHO(dyn, lr, 1e-2)
+    m = hg.make_tuner("marthe", dyn, lr=lr, beta=1e-2, mu=0.5, kappa=1e-3)
+    assert (m.mu, m.kappa) == (0.5, 1e-3)
+    assert isinstance(hg.make_tuner("fixed", dyn, schedule=[0.1] * 3), hg.FixedSchedule)
+    for name, kw, match in (("newton", {}, "method"), ("fixed", {}, "schedule"),
+                            ("fixed", dict(schedule=[0.1], beta=1.0), "only a schedule"),
+                            ("hd", dict(mu=0.5), "mu"), ("marthe", dict(schedule=[0.1]), "schedule")):
+        with pytest.raises(ValueError, match=match):
+            hg.make_tuner(name, dyn, **kw)
+
+
+def test_check_blowup_is_the_one_rule():
+    hg.online.check_blowup(3, 9.9, 1.0, 10.0)
+    with pytest.raises(hg.DivergenceError, match="blew up") as err:
+        hg.online.check_blowup(3, 10.1, 1.0, 10.0)
+    assert err.value.step == 3
+    hg.online.check_blowup(3, 1e300, 1.0, math.inf)

@@ -6,14 +6,9 @@ import pytest
 import torch
 
 import hypergrad as hg
-from hypergrad.schedules import (
-    LrsOptResult,
-    constant,
-    exponential_decay,
-    lrs_opt,
-    sgdr,
-    staircase,
-)
+from hypergrad import schedules
+from hypergrad.lrs_opt import LrsOptResult, lrs_opt
+from hypergrad.schedules import constant, exponential_decay, fixed_schedule, sgdr, staircase
 from tests.helpers import DT, problem
 
 T = 8
@@ -86,6 +81,54 @@ def test_resume_continues_exactly(tmp_path):
     with pytest.raises(ValueError, match="seed"):
         lrs_opt(dyn, params, lrs, batches, objective, iterations=7, step_size=0.1, save_path=path,
                 progress=False, settings={"seed": 3})
+
+
+def test_divergence_returns_the_last_good_schedule(tmp_path):
+    """A diverging iteration ends the run; its result keeps the last schedule with a finite f_T."""
+    dyn = hg.sgd(lambda p, b: 0.5 * (p["w"] ** 2).sum())
+    params = {"w": torch.ones(3, dtype=DT)}
+    objective = lambda p: 0.5 * (p["w"] ** 2).sum()  # noqa: E731
+    T_ = 6
+    # f_T = ½ Π(1-η_t)² |w_0|²: a big step size sends η past 2, where the run blows up.
+    path = tmp_path / "lrs.json"
+    res = lrs_opt(dyn, params, torch.full((T_,), 0.5, dtype=DT), [None] * T_, objective,
+                  iterations=50, step_size=1e305, progress=False, save_path=path)
+    assert res.diverged is not None and res.iterations == res.diverged["iteration"] >= 1
+    assert res.lrs == res.previous and len(res.history) == res.iterations
+    assert max(res.diverged["lrs"]) > 1e200 and max(res.lrs) < 1e200
+    value, _ = hg.hypergradient(dyn, params, torch.tensor(res.lrs, dtype=DT), [None] * T_, objective)
+    assert value == res.history[-1]                          # lrs is the schedule of history[-1]
+    assert LrsOptResult.load(path).diverged == res.diverged  # saved, and a resume returns it
+    again = lrs_opt(dyn, params, torch.full((T_,), 0.5, dtype=DT), [None] * T_, objective,
+                    iterations=50, step_size=1e305, progress=False, save_path=path)
+    assert again.lrs == res.lrs and again.iterations == res.iterations
+    with pytest.raises(hg.DivergenceError, match="step"):  # the old raising entry point (shim)
+        schedules.lrs_opt(dyn, params, torch.full((T_,), 0.5, dtype=DT), [None] * T_, objective,
+                          iterations=50, step_size=1e305, progress=False)
+
+
+@pytest.mark.parametrize("method", ["exponential", "staircase", "sgdr"])
+def test_fixed_schedule_equals_the_baselines_at_paper_length(method):
+    spec = {"exponential": {"gamma": 0.99}, "staircase": {"every": 60, "factor": 0.1},
+            "sgdr": {"T_0": 10, "T_mult": 2}}[method]
+    spe = 3
+    got = fixed_schedule(method, spec, 0.1, 200 * spe, 200)
+    want = {"exponential": lambda: exponential_decay(200 * spe, 0.1, 0.99, spe),
+            "staircase": lambda: staircase(200 * spe, 0.1, 60, 0.1, spe),
+            "sgdr": lambda: sgdr(200 * spe, 0.1, 10, 2, steps_per_epoch=spe)}[method]()
+    torch.testing.assert_close(got, want)
+
+
+def test_fixed_schedule_compressed_keeps_its_shape():
+    s = fixed_schedule("staircase", {"every": 60, "factor": 0.1}, 1.0, 100, 200)
+    assert len(s) == 100
+    # ×0.1 at paper epochs 60, 120, 180, i.e. at 30 %, 60 %, 90 % of the run
+    assert s[29] == 1.0 and s[30] == pytest.approx(0.1) and s[60] == pytest.approx(0.01)
+    r = fixed_schedule("sgdr", {"T_0": 10, "T_mult": 2}, 1.0, 100, 200)
+    restarts = [t for t in range(1, 100) if r[t] > r[t - 1] + 1e-12]
+    assert restarts == [5, 15, 35, 75]          # paper epochs 10, 30, 70, 150
+    with pytest.raises(ValueError, match="not a fixed schedule"):
+        fixed_schedule("hd", {}, 1.0, 10, 200)
 
 
 def test_bad_arguments():

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import hypergrad as hg
+from hypergrad.models import module_loss
 from tests.helpers import DT, max_diff, tiny_mlp
 
 
@@ -19,7 +20,7 @@ def test_trainer_matches_the_functional_api(batchnorm):
     model = tiny_mlp(1, batchnorm=batchnorm)
     ref_model = tiny_mlp(1, batchnorm=batchnorm)
     data = _data()
-    trainer = hg.ModuleTrainer(model, "sgd", "marthe", lr=0.1, beta=1e-2, mu="auto", kappa=1e-3,
+    trainer = hg.ModuleTrainer(model, optimizer="sgd", method="marthe", lr=0.1, beta=1e-2, mu="auto", kappa=1e-3,
                                momentum=0.9, weight_decay=1e-3)
     infos = [trainer.step(b, v) for b, v in data]
 
@@ -58,7 +59,7 @@ def test_trainer_matches_the_functional_api(batchnorm):
 def test_fixed_schedule_equals_torch_optim():
     model, ref = tiny_mlp(2), tiny_mlp(2)
     data = _data(5)
-    trainer = hg.ModuleTrainer(model, "adam", "fixed", schedule=lambda t: 0.01 * 0.9**t)
+    trainer = hg.ModuleTrainer(model, optimizer="adam", method="fixed", schedule=lambda t: 0.01 * 0.9**t)
     opt = torch.optim.Adam(ref.parameters(), lr=0.01)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, 0.9)
     for b, _ in data:
@@ -73,10 +74,10 @@ def test_fixed_schedule_equals_torch_optim():
 
 def test_trainer_checkpoint_and_errors():
     data = _data(6)
-    a = hg.ModuleTrainer(tiny_mlp(3), "sgd", "hd", lr=0.1, beta=1e-2)
+    a = hg.ModuleTrainer(tiny_mlp(3), optimizer="sgd", method="hd", lr=0.1, beta=1e-2)
     for b, v in data[:3]:
         a.step(b, v)
-    b_ = hg.ModuleTrainer(tiny_mlp(4), "sgd", "hd", lr=0.1, beta=1e-2)
+    b_ = hg.ModuleTrainer(tiny_mlp(4), optimizer="sgd", method="hd", lr=0.1, beta=1e-2)
     b_.load_state_dict(a.state_dict())
     for b, v in data[3:]:
         assert a.step(b, v) == b_.step(b, v)
@@ -99,7 +100,7 @@ def test_trainer_checkpoint_and_errors():
 
 def test_trainer_blowup_and_divergence_keep_the_last_good_state():
     data = _data(4)
-    tr = hg.ModuleTrainer(tiny_mlp(5), "sgd", "fixed", schedule=lambda t: 0.1 if t < 2 else 1e4,
+    tr = hg.ModuleTrainer(tiny_mlp(5), optimizer="sgd", method="fixed", schedule=lambda t: 0.1 if t < 2 else 1e4,
                           max_loss_ratio=3.0)
     good = None
     with pytest.raises(hg.DivergenceError, match="blew up") as err:
@@ -109,3 +110,34 @@ def test_trainer_blowup_and_divergence_keep_the_last_good_state():
     assert err.value.step >= 2
     assert all(torch.equal(v, good[k]) for k, v in tr.model.state_dict().items())
     assert all(torch.isfinite(v).all() for v in tr.model.state_dict().values())
+
+
+def test_trainer_takes_any_tuner():
+    """ModuleTrainer(model, tuner) equals the keyword form; both at once is an error."""
+    data = _data(4)
+    a = hg.ModuleTrainer(tiny_mlp(2), optimizer="sgd", method="rtho", lr=0.1, beta=1e-2,
+                         momentum=0.9)
+    model = tiny_mlp(2)
+    dyn = hg.sgd(module_loss(model), momentum=0.9)
+    b_ = hg.ModuleTrainer(model, hg.RTHO(dyn, lr=0.1, beta=1e-2))
+    for b, v in data:
+        assert a.step(b, v) == b_.step(b, v)
+    with pytest.raises(TypeError, match="not both"):
+        hg.ModuleTrainer(tiny_mlp(), hg.RTHO(dyn), momentum=0.9)
+    # momentum=0 is accepted with Adam (old callers pass it), any other value is an error
+    hg.ModuleTrainer(tiny_mlp(), optimizer="adam", method="hd", momentum=0.0)
+    with pytest.raises(ValueError, match="momentum"):
+        hg.ModuleTrainer(tiny_mlp(), optimizer="adam", method="hd", momentum=0.9)
+
+
+def test_trainer_loads_the_old_fixed_checkpoint_format():
+    data = _data(4)
+    sched = lambda t: 0.1 * 0.5**t  # noqa: E731
+    a = hg.ModuleTrainer(tiny_mlp(3), method="fixed", schedule=sched)
+    for b, _ in data[:2]:
+        a.step(b)
+    old = {"fixed": a.functional_state._asdict(), "history": vars(a.history)}
+    c = hg.ModuleTrainer(tiny_mlp(4), method="fixed", schedule=sched)
+    c.load_state_dict(old)
+    for b, _ in data[2:]:
+        assert a.step(b) == c.step(b)

@@ -1,0 +1,84 @@
+"""Results on disk: atomic writes (never a partial file) and the metadata saved beside every
+long run (versions, hardware, wall time, and the commit when the caller knows it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+__all__ = ["atomic_write", "atomic_write_json", "atomic_save", "run_metadata", "source_commit"]
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it to ``path``: readers
+    see the old file or the new one, never a partial one; a failed write leaves no trace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: object) -> None:
+    """JSON to ``path``, atomically (:func:`atomic_write`)."""
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1)
+
+    atomic_write(path, write)
+
+
+def atomic_save(path: str | os.PathLike, obj: object) -> None:
+    """``torch.save(obj)`` to ``path``, atomically (:func:`atomic_write`)."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def source_commit(root: str | os.PathLike | None = None) -> str | None:
+    """The commit checked out where the package lives (``None`` outside a git checkout), read
+    from the ``.git`` files (worktrees and packed refs included), without running ``git``."""
+    try:
+        git = Path(root or Path(__file__).resolve().parent.parent) / ".git"
+        if git.is_file():                       # a worktree: ".git" says where its gitdir is
+            git = (git.parent / git.read_text().split("gitdir:", 1)[1].strip()).resolve()
+        common = git / "commondir"
+        common = (git / common.read_text().strip()).resolve() if common.exists() else git
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref:"):
+            return head or None
+        ref = head[4:].strip()
+        for d in (git, common):
+            if (d / ref).exists():
+                return (d / ref).read_text().strip()
+        packed = common / "packed-refs"
+        for line in packed.read_text().splitlines() if packed.exists() else ():
+            if line.endswith(" " + ref):
+                return line.split()[0]
+    except (OSError, IndexError):
+        pass
+    return None
+
+
+def run_metadata(wall_time: float | None = None, commit: str | None = None) -> dict:
+    """Commit, versions, hardware, date (and ``wall_time`` when given), saved beside every
+    long run's results; ``commit`` defaults to :func:`source_commit`."""
+    meta = {"commit": commit or source_commit(),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if wall_time is not None:
+        meta["wall_time_s"] = round(wall_time, 3)
+    return meta
