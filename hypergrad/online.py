@@ -50,7 +50,8 @@ from hypergrad.dynamics import (
 from hypergrad.tree import tree_dot, tree_scale, tree_zeros_like
 
 __all__ = ["Marthe", "HD", "RTHO", "FixedSchedule", "make_tuner", "TUNERS", "OnlineState",
-           "StepInfo", "History", "run_online", "check_blowup", "select_hyper_lr"]
+           "StepInfo", "History", "run_online", "check_blowup", "blowup", "state_spec",
+           "select_hyper_lr"]
 
 
 class OnlineState(NamedTuple):
@@ -58,49 +59,103 @@ class OnlineState(NamedTuple):
 
     ``state`` is ``w_t``; ``Z`` is ``Z_t`` (shaped like ``state.w``); ``lr``, ``beta``, ``mu``,
     ``rho`` and ``delta`` are ``η_{t-1}``, ``β_{t-1}``, ``μ_{t-1}``, ``ρ_{t-1}`` and
-    ``Δ_{t-1}`` (at ``t = 0``: ``η_0``, ``β_0``, 0, 0, 0); ``B_prev`` is ``θ(B_{t-1})`` (kept
-    only for ``mu="auto"``); ``t`` is the step index. A :class:`FixedSchedule` keeps no
-    tangent (``Z = None``).
+    ``Δ_{t-1}`` (at ``t = 0``: ``η_0``, ``β_0``, 0, 0, 0), 0-dim tensors on the weights' device
+    (float64 there, like the Python floats they replace; float32 on ``mps``); ``B_prev`` is
+    ``θ(B_{t-1})`` (kept only for ``mu="auto"``); ``t`` is the step index. A
+    :class:`FixedSchedule` keeps no tangent (``Z = None``). ``spec`` is what the state was made
+    with (:func:`state_spec`): a tuner refuses a state whose ``spec`` differs from its own.
     """
 
     state: State
     Z: dict | None
-    lr: float
-    beta: float
-    mu: float
-    rho: float
-    delta: float
+    lr: torch.Tensor
+    beta: torch.Tensor
+    mu: torch.Tensor
+    rho: torch.Tensor
+    delta: torch.Tensor
     B_prev: Params | None
     t: int
+    spec: dict | None = None
 
 
 class StepInfo(NamedTuple):
-    """What step ``t`` used: ``η_t``, ``μ_t``, ``β_t``, ``Δ_t``, ``L_t(w_t)`` and ``E(w_t)``."""
+    """What step ``t`` used: ``η_t``, ``μ_t``, ``β_t``, ``Δ_t``, ``L_t(w_t)`` and ``E(w_t)``
+    (0-dim tensors: reading one as a number synchronises with the device; :class:`History`
+    converts a whole run at once)."""
 
     t: int
-    lr: float
-    mu: float
-    beta: float
-    hypergradient: float
-    loss: float
-    objective: float
+    lr: torch.Tensor
+    mu: torch.Tensor
+    beta: torch.Tensor
+    hypergradient: torch.Tensor
+    loss: torch.Tensor
+    objective: torch.Tensor
+
+
+def hyper_dtype(device: torch.device) -> torch.dtype:
+    """The dtype of the online scalars (η, β, μ, ρ, Δ): float64 (as Python floats were),
+    float32 on a device without float64 (``mps``)."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
+def _scalar(x, like: torch.Tensor) -> torch.Tensor:
+    """``x`` as a 0-dim online scalar on ``like``'s device (no copy, no sync if it is one)."""
+    return torch.as_tensor(x, dtype=hyper_dtype(like.device), device=like.device)
 
 
 def _check_number(name: str, value, lo: float = 0.0, hi: float = math.inf) -> float:
+    """A finite number in ``[lo, hi]`` (inf and NaN are rejected, naming ``name``)."""
     try:
         x = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RuntimeError):
         raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not (lo <= x <= hi):  # also rejects NaN
+    if not (lo <= x <= hi and math.isfinite(x)):  # also rejects NaN and inf
         interval = f"[{lo}, {hi}]" if hi < math.inf else f">= {lo}"
-        raise ValueError(f"{name} must be {interval}, got {value!r}")
+        raise ValueError(f"{name} must be a finite number {interval}, got {value!r}")
     return x
 
 
+def state_spec(kind: str, dyn: Dynamics, state: State) -> dict:
+    """What an online state is made with: the tuner kind (``"schedule"``, ``"tangent"``,
+    ``"tangent+auto-mu"``), the dynamics (name and hyperparameters), the weights' names,
+    shapes and dtype."""
+    theta = state.w["params"]
+    return {"tuner": kind, "dynamics": dyn.name, "hyperparams": dict(dyn.hyperparams),
+            "params": {n: tuple(p.shape) for n, p in theta.items()},
+            "dtype": str(next(iter(theta.values())).dtype)}
+
+
+def _spec_mismatch(mine: dict, theirs: dict | None, state: State | None = None) -> str | None:
+    """A description of the first difference between two specs (and between ``theirs`` and
+    the state's actual weights), or None."""
+    if theirs is None:
+        return None                     # a state made before specs existed: nothing to compare
+    for key in ("tuner", "dynamics", "hyperparams", "dtype", "params"):
+        if key in mine and mine[key] != theirs.get(key):
+            return f"{key}: the state has {theirs.get(key)!r}, this tuner {mine[key]!r}"
+    if state is not None:
+        actual = {n: tuple(p.shape) for n, p in state.w["params"].items()}
+        if actual != theirs.get("params"):
+            return f"params: the state's weights have shapes {actual}, its record says {theirs.get('params')}"
+    return None
+
+
+class _hybridmethod:
+    """A method callable on the class (no tuner to compare with) or on an instance."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __get__(self, obj, cls):
+        return lambda *a, **k: self.fn(obj, *a, **k)
+
+
 class _Tuner:
-    """What every tuner shares: ``θ(w_t)`` and saving/restoring an :class:`OnlineState`."""
+    """What every tuner shares: ``θ(w_t)``, the state's record, saving/restoring an
+    :class:`OnlineState`."""
 
     dyn: Dynamics
+    kind: str = "tangent"
 
     @staticmethod
     def params(ostate: OnlineState) -> Params:
@@ -110,17 +165,48 @@ class _Tuner:
     @staticmethod
     def state_dict(ostate: OnlineState) -> dict[str, Any]:
         """A plain dict (for ``torch.save``); :meth:`load_state_dict` restores it exactly."""
-        return {"format": "hypergrad.OnlineState/1", **ostate._asdict(),
+        return {"format": "hypergrad.OnlineState/2", **ostate._asdict(),
                 "state": ostate.state._asdict()}
 
-    @staticmethod
-    def load_state_dict(d: dict[str, Any]) -> OnlineState:
-        """The :class:`OnlineState` saved by :meth:`state_dict` (checked by its format tag)."""
-        if d.get("format") != "hypergrad.OnlineState/1":
+    @_hybridmethod
+    def load_state_dict(self, d: dict[str, Any]) -> OnlineState:
+        """The :class:`OnlineState` saved by :meth:`state_dict` (checked by its format tag).
+
+        Called on a tuner, the state is also checked against it (dynamics, hyperparameters,
+        weights' names, shapes and dtype): a mismatch is a ``ValueError`` naming it, raised
+        before anything is returned. Format 1 (floats) is read too.
+        """
+        fmt = d.get("format") if isinstance(d, dict) else None
+        if fmt not in ("hypergrad.OnlineState/1", "hypergrad.OnlineState/2"):
             raise ValueError("not a hypergrad online state (missing or unknown 'format')")
-        fields = {k: d[k] for k in OnlineState._fields}
-        fields["state"] = State(**d["state"])
-        return OnlineState(**fields)
+        try:
+            fields = {k: d[k] for k in OnlineState._fields if k in d}
+            state = State(**d["state"])
+            like = next(iter(state.w["params"].values()))
+        except (KeyError, TypeError, StopIteration, AttributeError) as e:
+            raise ValueError(f"a truncated or foreign online state: {e!r}") from None
+        fields["state"] = state
+        for k in ("lr", "beta", "mu", "rho", "delta"):
+            fields[k] = _scalar(fields[k], like)
+        fields.setdefault("spec", None)
+        ostate = OnlineState(**fields)
+        if self is not None:
+            self.check_state(ostate, where="load_state_dict")
+        else:
+            bad = _spec_mismatch({}, ostate.spec, ostate.state)
+            if bad:
+                raise ValueError(f"load_state_dict: an inconsistent online state ({bad})")
+        return ostate
+
+    def check_state(self, ostate: OnlineState, where: str = "step") -> None:
+        """Refuse (``ValueError`` naming the mismatch) a state made with something else."""
+        if ostate.spec is None:
+            return
+        mine = state_spec(self.kind, self.dyn, ostate.state)
+        mine.pop("params")
+        bad = _spec_mismatch(mine, ostate.spec, ostate.state)
+        if bad:
+            raise ValueError(f"{where}: this online state was made with something else ({bad})")
 
     def _init_state(self, params: Params | State, buffers: Params | None) -> State:
         return params if isinstance(params, State) else self.dyn.init(params, buffers)
@@ -136,6 +222,10 @@ class Marthe(_Tuner):
         beta: the hyper-learning rate ``β_0 ≥ 0``.
         mu: the discount ``μ ∈ [0, 1]`` (fixed), or ``"auto"`` (Eq. 10, Appendix A).
         kappa: ``None`` keeps ``β`` fixed; a number ``κ ≥ 0`` adapts it (Section 4).
+
+    All numbers must be finite. The step runs on the weights' device with tensor operations
+    only (no host synchronisation) unless asked to check (``step(..., check=True)``, the
+    default). HD (``μ = 0`` fixed) never computes a Hessian-vector product.
     """
 
     dyn: Dynamics
@@ -150,7 +240,7 @@ class Marthe(_Tuner):
         set_(self, "dyn", dyn)
         set_(self, "lr", _check_number("lr", lr))
         set_(self, "beta", _check_number("beta", beta))
-        if mu != "auto":
+        if not (isinstance(mu, str) and mu == "auto"):
             mu = _check_number("mu", mu, 0.0, 1.0)
         set_(self, "mu", mu)
         set_(self, "kappa", None if kappa is None else _check_number("kappa", kappa))
@@ -159,60 +249,97 @@ class Marthe(_Tuner):
     def adaptive_mu(self) -> bool:
         return self.mu == "auto"
 
+    @property
+    def kind(self) -> str:
+        return "tangent+auto-mu" if self.adaptive_mu else "tangent"
+
+    @property
+    def needs_hvp(self) -> bool:
+        """False for HD (``μ = 0`` fixed): ``A_t Z_t`` is never formed."""
+        return self.adaptive_mu or self.mu != 0.0
+
     # ------------------------------------------------------------------ state
     def init(self, params: Params | State, buffers: Params | None = None) -> OnlineState:
         """``w_0`` (weights copied, optimizer slots zero), ``Z_0 = 0``, ``η_0``, ``β_0``."""
         state = self._init_state(params, buffers)
-        return OnlineState(state, tree_zeros_like(state.w), self.lr, self.beta, 0.0, 0.0, 0.0,
-                           None, 0)
+        like = next(iter(state.w["params"].values()))
+        s = lambda x: _scalar(x, like)  # noqa: E731
+        return OnlineState(state, tree_zeros_like(state.w), s(self.lr), s(self.beta), s(0.0),
+                           s(0.0), s(0.0), None, 0, state_spec(self.kind, self.dyn, state))
 
     # ------------------------------------------------------------------ Algorithm 1
-    def step(self, ostate: OnlineState, batch: Batch, objective: Callable
+    def step(self, ostate: OnlineState, batch: Batch, objective: Callable, *, check: bool = True
              ) -> tuple[OnlineState, StepInfo]:
         """One iteration ``t`` of Algorithm 1; ``objective(params)`` is ``E`` at this step.
 
-        Raises :class:`~hypergrad.dynamics.DivergenceError` (naming ``t``) when ``E``, ``Δ_t``,
-        ``η_t`` or ``L_t`` is not finite; ``ostate`` is left as it was.
+        With ``check`` (the default) raises :class:`~hypergrad.dynamics.DivergenceError`
+        (naming ``t``) when ``E``, ``Δ_t``, ``η_t`` or ``L_t`` is not finite, which reads
+        them on the host (one synchronisation); ``ostate`` is left as it was. With
+        ``check=False`` the step makes no host synchronisation at all; :meth:`failure` gives
+        the same verdict as a device tensor (what :func:`run_online` records).
         """
+        self.check_state(ostate)
         new, info = self._step(ostate, batch, objective)
-        check_finite(info.t, "the objective or its hypergradient", info.hypergradient, info.objective)
-        check_finite(info.t, "the learning rate", info.lr)
-        check_finite(info.t, "the training loss", info.loss)
+        if check:
+            check_finite(info.t, "the objective or its hypergradient", info.hypergradient, info.objective)
+            check_finite(info.t, "the learning rate", info.lr)
+            check_finite(info.t, "the training loss", info.loss)
         return new, info
+
+    #: the reasons :meth:`failure` codes (code ``i`` is ``FAILURES[i]``); 4 is the blow-up rule
+    FAILURES = (None, "the objective or its hypergradient", "the learning rate", "the training loss",
+                "the training loss blew up")
+
+    @staticmethod
+    def failure(info: StepInfo) -> torch.Tensor:
+        """The first non-finite quantity of a step as a device integer: 0 none, 1 ``E`` or
+        ``Δ_t``, 2 ``η_t``, 3 ``L_t`` (the order :meth:`step` checks them in); no sync."""
+        fin = torch.isfinite
+        return torch.where(~(fin(info.hypergradient) & fin(info.objective)), 1,
+                           torch.where(~fin(info.lr), 2, torch.where(~fin(info.loss), 3, 0)))
 
     def _step(self, ostate: OnlineState, batch: Batch, objective: Callable
               ) -> tuple[OnlineState, StepInfo]:
-        """The numbers of one step (no checks)."""
+        """The numbers of one step (no checks, no host synchronisation)."""
         state, Z, t = ostate.state, ostate.Z, ostate.t
+        like = next(iter(state.w["params"].values()))
         # 1. g = ∇E(θ(w_t)) on a validation minibatch; Δ_t = gᵀ θ(Z_t)   (Eq. 11);
         #    and p_t = gᵀ θ(B_{t-1}) for the adaptive μ (step 3)
         value, g = objective_value_and_grad(objective, state)
-        delta = float(tree_dot(g, Z["params"]))
-        p = float(tree_dot(g, ostate.B_prev)) if self.adaptive_mu and t >= 1 else None
+        delta = _scalar(tree_dot(g, Z["params"]), like)
+        p = _scalar(tree_dot(g, ostate.B_prev), like) if self.adaptive_mu and t >= 1 else None
         # 2.–3. β_t, η_t, μ_t, ρ_t
         lr, beta, mu, rho = self._hyper_update(ostate, delta, p)
-        # 4. (w_{t+1}, Z_{t+1}) = (Φ_t(w_t, η_t), μ_t A_t Z_t + B_t)
-        eta = as_lr(lr, next(iter(state.w["params"].values())), check=False)   # checked in step
-        w_next, Z_next, B, (loss, bufs) = self.dyn.phi_jvp(
-            state.w, eta, batch, state.aux, None if mu == 0.0 else tree_scale(Z, mu))
+        # 4. (w_{t+1}, Z_{t+1}) = (Φ_t(w_t, η_t), μ_t A_t Z_t + B_t); HD, and μ_0 = 0 of the
+        #    adaptive rule, need no Hessian-vector product (known before the step)
+        eta = lr.to(like.dtype)
+        skip = not self.needs_hvp or (self.adaptive_mu and t == 0)
+        dw = None if skip else tree_scale(Z, mu.to(like.dtype))
+        w_next, Z_next, B, (loss, bufs) = self.dyn.phi_jvp(state.w, eta, batch, state.aux, dw)
         new_state = State(w_next, self.dyn.next_aux(state.aux, bufs))
         B_prev = B["params"] if self.adaptive_mu else None
-        info = StepInfo(t, lr, mu, beta, delta, float(loss), float(value))
-        return OnlineState(new_state, Z_next, lr, beta, mu, rho, delta, B_prev, t + 1), info
+        info = StepInfo(t, lr, mu, beta, delta, loss.detach(), value.detach())
+        return OnlineState(new_state, Z_next, lr, beta, mu, rho, delta, B_prev, t + 1,
+                           ostate.spec), info
 
-    def _hyper_update(self, ostate: OnlineState, delta: float, p: float | None):
-        """Steps 2 and 3: ``(η_t, β_t, μ_t, ρ_t)`` from ``Δ_t`` (and ``p_t`` for ``mu="auto"``)."""
-        lr, beta, mu, rho = ostate.lr, ostate.beta, ostate.mu, ostate.rho
+    def _hyper_update(self, ostate: OnlineState, delta: torch.Tensor, p: torch.Tensor | None):
+        """Steps 2 and 3: ``(η_t, β_t, μ_t, ρ_t)`` from ``Δ_t`` (and ``p_t`` for ``mu="auto"``),
+        with tensor operations only (``clamp``, ``where``)."""
+        like = delta
+        lr, beta = _scalar(ostate.lr, like), _scalar(ostate.beta, like)
+        mu, rho = _scalar(ostate.mu, like), _scalar(ostate.rho, like)
         if ostate.t >= 1:
             # 2. β_t = max(β_{t-1} + κ Δ_t Δ_{t-1}, 0);  η_t = max(η_{t-1} − β_t Δ_t, 0)
             if self.kappa is not None:
-                beta = max(beta + self.kappa * delta * ostate.delta, 0.0)
-            lr = max(lr - beta * delta, 0.0)
-        # 3. μ_t: fixed, or Appendix A's rule (μ_0 = 0, ρ_0 = 0)
+                beta = torch.clamp(beta + self.kappa * delta * _scalar(ostate.delta, like), min=0.0)
+            lr = torch.clamp(lr - beta * delta, min=0.0)
+        # 3. μ_t: fixed, or Appendix A's rule (μ_0 = 0, ρ_0 = 0); c = clip(Δ_t/p_t, 0, 1), 0 at p_t = 0
         if not self.adaptive_mu:
-            mu = self.mu
+            mu = _scalar(self.mu, like)
         elif ostate.t >= 1:
-            c = min(max(delta / p, 0.0), 1.0) if p != 0 else 0.0
+            nz = p != 0
+            c = torch.where(nz, torch.clamp(delta / torch.where(nz, p, torch.ones_like(p)), 0.0, 1.0),
+                            torch.zeros_like(p))
             rho = (rho + 1.0) * mu
             mu = c ** (1.0 / (1.0 + rho))
         return lr, beta, mu, rho
@@ -252,11 +379,12 @@ class FixedSchedule(_Tuner):
     the tuners' ``init``/``step`` contract: the baselines run through the same loops.
 
     ``step`` ignores ``objective`` (``E`` is not needed); its :class:`StepInfo` reports ``μ``,
-    ``Δ`` and ``E`` as NaN and ``β`` as 0.
+    ``Δ`` and ``E`` as NaN and ``β`` as 0. Each ``η_t`` is read and checked on the host.
     """
 
     dyn: Dynamics
     schedule: Callable[[int], float] | Sequence[float] | torch.Tensor
+    kind = "schedule"
 
     def lr_at(self, t: int) -> float:
         """``η_t``, checked (a clear error for a negative or non-finite value)."""
@@ -272,19 +400,33 @@ class FixedSchedule(_Tuner):
     def init(self, params: Params | State, buffers: Params | None = None) -> OnlineState:
         """``w_0`` and ``η_0``; no tangent."""
         state = self._init_state(params, buffers)
-        return OnlineState(state, None, self.lr_at(0), 0.0, math.nan, 0.0, 0.0, None, 0)
+        like = next(iter(state.w["params"].values()))
+        s = lambda x: _scalar(x, like)  # noqa: E731
+        return OnlineState(state, None, s(self.lr_at(0)), s(0.0), s(math.nan), s(0.0), s(0.0),
+                           None, 0, state_spec(self.kind, self.dyn, state))
 
-    def step(self, ostate: OnlineState, batch: Batch, objective: Callable | None = None
-             ) -> tuple[OnlineState, StepInfo]:
-        """``w_{t+1} = Φ_t(w_t, η_t)``; raises on a non-finite training loss."""
+    def step(self, ostate: OnlineState, batch: Batch, objective: Callable | None = None, *,
+             check: bool = True) -> tuple[OnlineState, StepInfo]:
+        """``w_{t+1} = Φ_t(w_t, η_t)``; with ``check``, raises on a non-finite training loss."""
+        self.check_state(ostate)
         t, state = ostate.t, ostate.state
+        like = next(iter(state.w["params"].values()))
         lr = self.lr_at(t)
-        eta = as_lr(lr, next(iter(state.w["params"].values())), check=False)
+        eta = as_lr(lr, like, check=False)
         w, (loss, bufs, _) = self.dyn.phi(state.w, eta, batch, state.aux)
-        info = StepInfo(t, lr, math.nan, 0.0, math.nan, float(loss), math.nan)
-        check_finite(t, "the training loss", info.loss)
+        nan = _scalar(math.nan, like)
+        info = StepInfo(t, _scalar(lr, like), nan, _scalar(0.0, like), nan, loss.detach(), nan)
+        if check:
+            check_finite(t, "the training loss", info.loss)
         new = State(w, self.dyn.next_aux(state.aux, bufs))
-        return ostate._replace(state=new, lr=lr, t=t + 1), info
+        return ostate._replace(state=new, lr=info.lr, t=t + 1), info
+
+    FAILURES = Marthe.FAILURES
+
+    @staticmethod
+    def failure(info: StepInfo) -> torch.Tensor:
+        """3 when the training loss is not finite, else 0 (a device integer; no sync)."""
+        return torch.where(torch.isfinite(info.loss), 0, 3)
 
 
 #: the tuners by name, for :func:`make_tuner`
@@ -316,9 +458,16 @@ def make_tuner(name: str, dyn: Dynamics, **options) -> Marthe | FixedSchedule:
 
 
 # ---------------------------------------------------------------------- running a tuner
+_FIELDS = ("lr", "mu", "beta", "hypergradient", "loss", "objective")
+
+
 @dataclass
 class History:
-    """Per-step records of an online run (lists of floats, index ``t``)."""
+    """Per-step records of an online run (lists of floats, index ``t``).
+
+    :meth:`append` converts one :class:`StepInfo` (one host synchronisation);
+    :meth:`from_infos` converts a whole run at once (one synchronisation in all).
+    """
 
     lr: list[float]
     mu: list[float]
@@ -332,37 +481,117 @@ class History:
         return cls([], [], [], [], [], [])
 
     def append(self, info: StepInfo) -> None:
-        for name in ("lr", "mu", "beta", "hypergradient", "loss", "objective"):
-            getattr(self, name).append(getattr(info, name))
+        for name in _FIELDS:
+            getattr(self, name).append(float(getattr(info, name)))
+
+    def extend(self, infos: Sequence[StepInfo]) -> None:
+        """Append many records, read from the device at once."""
+        if not infos:
+            return
+        rows = torch.stack([torch.stack([torch.as_tensor(getattr(i, n)).double() for n in _FIELDS])
+                            for i in infos]).cpu().tolist()
+        for row in rows:
+            for name, v in zip(_FIELDS, row, strict=True):
+                getattr(self, name).append(v)
+
+    @classmethod
+    def from_infos(cls, infos: Sequence[StepInfo]) -> History:
+        hist = cls.empty()
+        hist.extend(infos)
+        return hist
 
 
 def check_blowup(step: int, loss: float, first_loss: float, max_loss_ratio: float) -> None:
     """The blow-up rule: a run diverges when the training loss exceeds ``max_loss_ratio`` times
-    its first value (raises :class:`~hypergrad.dynamics.DivergenceError` naming ``step``)."""
+    its first value (raises :class:`~hypergrad.dynamics.DivergenceError` naming ``step``).
+    :func:`blowup` is the same rule as a device tensor."""
+    loss, first_loss = float(loss), float(first_loss)
     if loss > max_loss_ratio * max(first_loss, 1e-12):
         raise DivergenceError(step, f"the training loss blew up ({loss:.3g} > "
                                     f"{max_loss_ratio} × {first_loss:.3g})", blowup=True)
 
 
+def blowup(loss: torch.Tensor, first_loss: torch.Tensor, max_loss_ratio: float) -> torch.Tensor:
+    """:func:`check_blowup`'s rule on the device (a bool tensor, computed in float64; no sync)."""
+    loss, first = loss.double(), first_loss.double()
+    return loss > max_loss_ratio * torch.clamp(first, min=1e-12)
+
+
+def _check_run_args(tuner, batches, objectives, max_loss_ratio, check_every, start: int) -> None:
+    """Clear errors, naming the argument and its value, before anything runs."""
+    if not (isinstance(max_loss_ratio, (int, float)) and max_loss_ratio > 0):  # NaN too
+        raise ValueError(f"max_loss_ratio must be a number > 0 (math.inf turns the rule off), "
+                         f"got {max_loss_ratio!r}")
+    if check_every is not None and not (isinstance(check_every, int) and check_every >= 1):
+        raise ValueError(f"check_every must be an integer >= 1 or None, got {check_every!r}")
+    try:
+        n = len(batches)
+    except TypeError:
+        n = None
+    if not callable(objectives):
+        try:
+            m = len(objectives)
+        except TypeError:
+            raise ValueError("objectives must be a callable or a sequence of callables, got "
+                             f"{type(objectives).__name__}") from None
+        if n is not None and m < n:
+            raise ValueError(f"objectives has {m} entries but batches has {n}: one objective "
+                             "per step (or one callable for all)")
+    if isinstance(tuner, FixedSchedule) and not callable(tuner.schedule) and n is not None:
+        if len(tuner.schedule) < start + n:
+            raise ValueError(f"schedule has {len(tuner.schedule)} learning rates but the run needs "
+                             f"{start + n} (steps {start} … {start + n - 1})")
+
+
 def run_online(tuner: Marthe | FixedSchedule, params: Params | State, batches: Sequence,
                objectives: Callable | Sequence[Callable], *, max_loss_ratio: float = 10.0,
-               ostate: OnlineState | None = None, callback: Callable | None = None
-               ) -> tuple[OnlineState, History]:
+               ostate: OnlineState | None = None, callback: Callable | None = None,
+               check_every: int | None = 1) -> tuple[OnlineState, History]:
     """Run ``tuner`` over ``batches``; ``objectives`` is one callable or one per step.
 
     A run *diverges* when a value is not finite or when the training loss exceeds
-    ``max_loss_ratio`` times the first one (a blow-up): :class:`~hypergrad.dynamics.DivergenceError` names the step.
+    ``max_loss_ratio`` times the first one (a blow-up): :class:`~hypergrad.dynamics.DivergenceError`
+    names the step. The verdict is kept on the device (the first failing step and why) and
+    read every ``check_every`` steps and at the end (``None``: at the end only), so the steps
+    themselves never wait for the device; ``check_every=1`` stops at the failing step, as
+    :meth:`Marthe.step` does. The :class:`History` is read from the device once.
     """
     ostate = ostate or tuner.init(params)
-    hist = History.empty()
+    _check_run_args(tuner, batches, objectives, max_loss_ratio, check_every, ostate.t)
+    infos: list[StepInfo] = []
+    first = None
+    fail_t = fail_code = None
+
+    def check() -> None:
+        if fail_t is None or int(fail_t) < 0:         # the one synchronisation of a check
+            return
+        step, code = int(fail_t), int(fail_code)
+        info = infos[step - infos[0].t]
+        if code == 4:
+            raise DivergenceError(step, f"the training loss blew up ({float(info.loss):.3g} > "
+                                        f"{max_loss_ratio} × {float(first):.3g})", blowup=True)
+        raise DivergenceError(step, tuner.FAILURES[code])
+
     for i, batch in enumerate(batches):
         objective = objectives if callable(objectives) else objectives[i]
-        ostate, info = tuner.step(ostate, batch, objective)
-        hist.append(info)
-        check_blowup(info.t, info.loss, hist.loss[0], max_loss_ratio)
+        ostate, info = tuner.step(ostate, batch, objective, check=False)
+        infos.append(info)
+        first = info.loss if first is None else first
+        code = tuner.failure(info)
+        if max_loss_ratio != math.inf:
+            code = torch.where((code == 0) & blowup(info.loss, first, max_loss_ratio), 4, code)
+        if fail_t is None:
+            fail_t = torch.full_like(code, -1)
+            fail_code = torch.zeros_like(code)
+        new = (fail_t < 0) & (code > 0)
+        fail_t = torch.where(new, info.t, fail_t)
+        fail_code = torch.where(new, code, fail_code)
+        if check_every is not None and (i + 1) % check_every == 0:
+            check()
         if callback is not None:
             callback(ostate, info)
-    return ostate, hist
+    check()
+    return ostate, History.from_infos(infos)
 
 
 def select_hyper_lr(run: Callable[[float], Any], start: float, factor: float = 10.0,
