@@ -137,6 +137,9 @@ def _spec_mismatch(mine: dict, theirs: dict | None, state: State | None = None) 
         actual = {n: tuple(p.shape) for n, p in state.w["params"].items()}
         if actual != theirs.get("params"):
             return f"params: the state's weights have shapes {actual}, its record says {theirs.get('params')}"
+        dtypes = {str(p.dtype) for p in state.w["params"].values()}
+        if dtypes != {theirs.get("dtype")}:
+            return f"dtype: the state's weights are {sorted(dtypes)}, its record says {theirs.get('dtype')!r}"
     return None
 
 
@@ -180,15 +183,15 @@ class _Tuner:
         if fmt not in ("hypergrad.OnlineState/1", "hypergrad.OnlineState/2"):
             raise ValueError("not a hypergrad online state (missing or unknown 'format')")
         try:
-            fields = {k: d[k] for k in OnlineState._fields if k in d}
+            fields = {k: d[k] for k in OnlineState._fields if k != "spec"}
+            fields["spec"] = d.get("spec")
             state = State(**d["state"])
             like = next(iter(state.w["params"].values()))
-        except (KeyError, TypeError, StopIteration, AttributeError) as e:
+            fields["state"] = state
+            for k in ("lr", "beta", "mu", "rho", "delta"):
+                fields[k] = _scalar(fields[k], like)
+        except (KeyError, TypeError, ValueError, StopIteration, AttributeError, RuntimeError) as e:
             raise ValueError(f"a truncated or foreign online state: {e!r}") from None
-        fields["state"] = state
-        for k in ("lr", "beta", "mu", "rho", "delta"):
-            fields[k] = _scalar(fields[k], like)
-        fields.setdefault("spec", None)
         ostate = OnlineState(**fields)
         if self is not None:
             self.check_state(ostate, where="load_state_dict")
@@ -203,7 +206,7 @@ class _Tuner:
         if ostate.spec is None:
             return
         mine = state_spec(self.kind, self.dyn, ostate.state)
-        mine.pop("params")
+        mine.pop("params"), mine.pop("dtype")      # the state's own: checked against its record
         bad = _spec_mismatch(mine, ostate.spec, ostate.state)
         if bad:
             raise ValueError(f"{where}: this online state was made with something else ({bad})")
