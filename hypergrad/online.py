@@ -91,6 +91,25 @@ class StepInfo(NamedTuple):
     loss: torch.Tensor
     objective: torch.Tensor
 
+    def __eq__(self, other) -> bool:
+        """Field by field, NaN equal to NaN (as the Python floats ``math.nan`` were)."""
+        if not isinstance(other, tuple) or len(other) != len(self):
+            return NotImplemented
+        return all(_same(a, b) for a, b in zip(self, other, strict=True))
+
+    def __ne__(self, other) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    __hash__ = tuple.__hash__
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        a, b = torch.as_tensor(a), torch.as_tensor(b)
+        return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
+    return a == b
+
 
 def hyper_dtype(device: torch.device) -> torch.dtype:
     """The dtype of the online scalars (η, β, μ, ρ, Δ): float64 (as Python floats were),
