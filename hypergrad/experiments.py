@@ -742,7 +742,8 @@ def _make_trainer(model, task: dict, method: str, spec: dict, total_steps: int, 
     if method == "marthe":
         return ModuleTrainer(model, method="marthe", beta=spec["beta"], mu=spec.get("mu", "auto"),
                              kappa=kappa, **kw)
-    return ModuleTrainer(model, method=method, beta=spec["beta"], **kw)
+    # a spec may name the algorithm of a variant (e.g. "hd-val": {"method": "hd", ...})
+    return ModuleTrainer(model, method=spec.get("method", method), beta=spec["beta"], **kw)
 
 
 def _train_unit(task, method, spec, seed, data, device, ckpt: Path | None = None,
@@ -769,6 +770,9 @@ def _train_unit(task, method, spec, seed, data, device, ckpt: Path | None = None
     if start_epoch == 0 and probe_steps is None:
         evaluate(0.0, None)
     diverged_at = None
+    # E: the training loss of this step's minibatch for HD (as Baydin et al.), else a
+    # validation minibatch; a spec's "objective" ("train" or "val") overrides it
+    on_train = spec.get("objective", "train" if method == "hd" else "val") == "train"
     epochs = 1 if probe_steps is not None else task["epochs"]
     every = max(1, batches.spe // max(1, task.get("evals_per_epoch", 1)))
     with _bar(total, f"{task['name']} {method} seed {seed}", progress) as bar:
@@ -778,7 +782,7 @@ def _train_unit(task, method, spec, seed, data, device, ckpt: Path | None = None
             for i, (train_b, val_b) in enumerate(batches.epoch(e, probe_steps)):
                 # HD as Baydin et al.: E is the training loss of the minibatch of this step
                 try:
-                    info = trainer.step(train_b, train_b if method == "hd" else val_b)
+                    info = trainer.step(train_b, train_b if on_train else val_b)
                 except DivergenceError as err:             # a non-finite E, Δ_t or η_t
                     diverged_at = err.step
                     break
@@ -1175,17 +1179,22 @@ def mnist_claims(res: dict) -> dict:
     c8 = compare([_acc(res["lrs_opt"][k]) - _acc(res["fixed"][k]) for k in lo_seeds])
     out["c8"] = {"cmp": c8, "v": c8["sign"]}
 
-    # -- C9: the online methods cost far less than LRS-OPT (saved wall times)
+    # -- C9: the online methods cost far less than LRS-OPT (saved wall times). Medians, as a
+    # shared machine slows single units down; an LRS-OPT run's cost grows with its iterations,
+    # so the verdict is on the ratio at the paper's number of iterations.
     wt = res.get("wall_time_s") or {}
     lo_t = [v for v in (wt.get("lrs_opt") or {}).values() if v]
     on_t = [v for by_b in (wt.get("online") or {}).values() for by_s in by_b.values()
             for v in by_s.values() if v]
     if lo_t and on_t:
-        ratio = (sum(lo_t) / len(lo_t)) / (sum(on_t) / len(on_t))
+        med = lambda v: float(torch.tensor(v, dtype=torch.float64).median())  # noqa: E731
+        ratio = med(lo_t) / med(on_t)
         its = s["lrs_opt"]["iterations"]
-        out["c9"] = {"lrs_s": sum(lo_t) / len(lo_t), "online_s": sum(on_t) / len(on_t),
-                     "ratio": ratio, "per_iteration": ratio / its,
-                     "v": HOLDS if ratio >= 10 else FAILS}
+        paper_its = settings("mnist-schedules", "paper")["lrs_opt"]["iterations"]
+        out["c9"] = {"lrs_s": med(lo_t), "online_s": med(on_t), "ratio": ratio,
+                     "per_iteration": ratio / its, "paper_ratio": ratio / its * paper_its,
+                     "paper_iterations": paper_its,
+                     "v": HOLDS if ratio / its * paper_its >= 10 else FAILS}
     else:
         out["c9"] = {"ratio": None, "v": UNDECIDED}
     return out
