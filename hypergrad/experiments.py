@@ -435,7 +435,10 @@ def run_mnist_schedules(s: dict, out_dir: str | os.PathLike | None = None, devic
       default ``"best"``: the ``β`` of the best mean accuracy, in ``quality_betas``) and the
       exact ``∂f_T/∂η_t`` of the schedule that run produced, along the same trajectory;
       ``replay`` — the exact hypergradient along the fixed-η trajectory and ``Δ_t`` of each
-      ``μ`` in ``replay_mus`` along that same trajectory (``β = 0``).
+      ``μ`` in ``replay_mus`` along that same trajectory (``β = 0``);
+    * ``wall_time_s``: the seconds each unit took (``lrs_opt[seed]``,
+      ``online[method][beta][seed]``), as computed or as saved in its unit file (``None``
+      when not recorded) — the cost comparison of online methods and LRS-OPT.
     """
     s = _jsonable(s)
     store = store or UnitStore(out_dir)
@@ -1208,11 +1211,11 @@ def real_world_claims(res: dict) -> dict:
     for name, methods in res["tasks"].items():
         seeds = list(methods["marthe"])
 
-        def acc(m, k):
+        def acc(m, k, methods=methods):
             r = methods[m][k]
             return 0.0 if r["diverged"] or not r["test_acc"] else float(r["test_acc"][-1])
 
-        def mean(m):
+        def mean(m, seeds=seeds):
             return sum(acc(m, k) for k in seeds) / len(seeds)
 
         best_fixed = max(FIXED_SCHEDULES, key=mean)
