@@ -11,6 +11,12 @@ dict (lists, numbers, strings, ``None`` for a missing value):
   CIFAR-10 (VGG-11-BN, SGD-momentum) / CIFAR-100 (ResNet-18, Adam) at paper scale;
 * :func:`run_sensitivity` — Appendix C: MARTHE's final validation error over a ``β × μ`` grid.
 
+Analyses (used by the chapters; they read results and never train): :func:`mnist_claims`,
+:func:`real_world_claims` and :func:`sensitivity_claims` turn each claim of the paper into
+measurements and a verdict, with one rule for "beyond noise" (:func:`compare`: a difference
+counts when it exceeds twice its standard error over seeds, and is undecided otherwise);
+:func:`sci`, :func:`plural` and :func:`md_table` format what the chapters print.
+
 :func:`settings` gives each experiment's settings at a scale (``"tiny"`` for tests,
 ``"quick"`` for the book on a CPU, ``"paper"`` for the paper's settings on a GPU).
 
@@ -208,8 +214,8 @@ def _sensitivity_settings(scale: str) -> dict:
 def settings(experiment: str, scale: str = "quick") -> dict:
     """The settings of ``experiment`` at ``scale`` (a fresh dict: change it freely).
 
-    ``"paper"`` follows Section 5/6 and Appendix C where the paper's numbers survived; where
-    they did not, the value is a stated choice of the book.
+    ``"paper"`` follows Section 5/6 and Appendix C where the paper gives a value; elsewhere
+    the value is a stated choice of the book (marked ``[choice]``).
     """
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
