@@ -38,22 +38,29 @@ def test_plural_and_table():
 
 
 # ----------------------------------------------------------------------------- the rule
-def test_compare_beyond_two_standard_errors():
-    # mean 1, sample std 0.1, n = 4: se = 0.05, 1 - 2 * 0.05 > 0
+def test_t975_table():
+    assert ex.t975(1) == 12.706 and ex.t975(4) == 2.776 and ex.t975(11) == 2.228
+    assert ex.t975(100) == 2.0 and ex.t975(0) == math.inf
+
+
+def test_compare_outside_the_95_percent_interval():
+    # mean 1, sample std 0.1155, n = 4: se = 0.0577, t(3) = 3.182: 1 - 0.18 > 0
     up = ex.compare([0.9, 1.1, 0.9, 1.1])
     assert up["sign"] == ex.HOLDS and up["mean"] == pytest.approx(1.0)
-    assert up["se"] == pytest.approx(math.sqrt(4 * 0.01 / 3 / 4))
+    assert up["se"] == pytest.approx(math.sqrt(4 * 0.01 / 3 / 4)) and up["t"] == 3.182
     assert ex.compare([-0.9, -1.1, -0.9, -1.1])["sign"] == ex.FAILS
     assert ex.compare([1.0, -0.5])["sign"] == ex.UNDECIDED              # within the noise
     assert ex.compare([5.0])["sign"] == ex.UNDECIDED                    # one seed: no noise
     assert ex.compare([])["sign"] == ex.UNDECIDED
     assert ex.compare([0.2, 0.2])["sign"] == ex.HOLDS                   # no spread at all
     assert ex.compare([0.0, 0.0])["sign"] == ex.UNDECIDED
-    # unpaired: the two standard errors add in quadrature
-    two = ex.compare([2.0, 2.2], [1.0, 1.2])
-    assert two["mean"] == pytest.approx(1.0)
-    assert two["se"] == pytest.approx(math.sqrt(2 * 0.02 / 2))
-    assert two["sign"] == ex.HOLDS
+    # two seeds: t = 12.7, the seeds must agree closely (2 se would have passed both)
+    assert ex.compare([1.0, 0.7])["sign"] == ex.UNDECIDED               # 0.85 < 12.7 * 0.15
+    assert ex.compare([1.0, 0.95])["sign"] == ex.HOLDS                  # 0.975 > 12.7 * 0.025
+    # unpaired: the two standard errors add in quadrature, dof of the smaller group
+    two = ex.compare([2.0, 2.2, 2.0, 2.2], [1.0, 1.2, 1.0])
+    assert two["mean"] == pytest.approx(2.1 - 3.2 / 3)
+    assert two["t"] == ex.t975(2) and two["sign"] == ex.HOLDS
     assert ex.compare([1.0, 1.1], [1.0])["sign"] == ex.UNDECIDED        # one group of one
 
 
