@@ -19,18 +19,12 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from hypergrad.experiments import label, sci
+from hypergrad.experiments.analysis import sci
+from hypergrad.viz.style import color, label
 
-__all__ = ["COLORS", "DPI", "new_figure", "lrs_opt_figure", "schedules_figure", "accuracy_vs_beta_figure",
+__all__ = ["DPI", "new_figure", "lrs_opt_figure", "schedules_figure", "accuracy_vs_beta_figure",
            "quality_figure", "real_world_figure", "sensitivity_figure"]
 
-#: One colour per method, the same in every figure of Part II.
-COLORS = {
-    "lrs-opt": "black", "fixed": "0.45", "hd": "tab:orange", "rtho": "tab:red",
-    "marthe-auto-mu": "tab:blue", "marthe": "tab:green", "exponential": "tab:purple",
-    "staircase": "tab:brown", "sgdr": "tab:pink",
-}
-_EXTRA = ["tab:olive", "tab:cyan", "darkgoldenrod", "slateblue", "teal"]
 
 #: Resolution of every Part II figure (the inline backend and the glued images use it).
 DPI = 150
@@ -60,10 +54,6 @@ def _legend_below(fig: Figure, ax, ncol: int = 3, **kw) -> None:
                    frameon=False, **kw)
 
 
-def color(method: str) -> str:
-    if method in COLORS:
-        return COLORS[method]
-    return _EXTRA[sum(map(ord, method)) % len(_EXTRA)]
 
 
 def _arr(values) -> np.ndarray:
