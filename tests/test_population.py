@@ -128,3 +128,30 @@ def test_bad_population_input():
         run_population(dyn, params, batches, loss, vals[:1])
     with pytest.raises(ValueError, match="max_loss_ratio"):
         run_population(dyn, params, batches, loss, vals, max_loss_ratio=0)
+
+
+def test_experiments_population_agrees_with_one_at_a_time():
+    """`--population N` of the mnist-schedules experiment: the fixed-β online units computed
+    N at a time agree with the one-at-a-time ones (float32: to rounding; same divergences)."""
+    import os
+
+    from hypergrad import experiments as ex
+
+    if not os.environ.get("HYPERGRAD_DATA"):
+        pytest.skip("MNIST files not found in $HYPERGRAD_DATA")
+    s = ex.settings("mnist-schedules", "tiny")
+    one = ex.run("mnist-schedules", s, progress=False)
+    many = ex.run("mnist-schedules", s, progress=False, population=4)
+    compared = 0
+    for method, by_beta in one["online"].items():
+        for beta, by_seed in by_beta.items():
+            for seed, a in by_seed.items():
+                b = many["online"][method][beta][seed]
+                assert a["diverged"] == b["diverged"] and a["diverged_at"] == b["diverged_at"]
+                assert _close(a["lr"], b["lr"], 1e-4, 1e-7), (method, beta, seed)
+                if not a["diverged"]:
+                    assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)
+                compared += 1
+    assert compared > 4
+    with pytest.raises(SystemExit):
+        ex.main(["real-world", "--population", "2", "--print-settings"])

@@ -31,12 +31,15 @@ RUNNERS = {"mnist-schedules": run_mnist_schedules, "real-world": run_real_world,
 
 
 def run(experiment: str, s: dict | None = None, scale: str = "quick",
-        out_dir: str | os.PathLike | None = None, device="cpu", progress: bool = True) -> dict:
+        out_dir: str | os.PathLike | None = None, device="cpu", progress: bool = True,
+        population: int = 1) -> dict:
     """Run ``experiment`` (settings ``s``, default those of ``scale``); with ``out_dir``, resume
-    from its unit files and write ``results.json`` there (settings, results, metadata)."""
+    from its unit files and write ``results.json`` there (settings, results, metadata).
+    ``population`` > 1 (mnist-schedules): the fixed-β online units N at a time, batched."""
     s = settings(experiment, scale) if s is None else s
     start = time.perf_counter()
-    result = RUNNERS[experiment](s, out_dir=out_dir, device=device, progress=progress)
+    extra = {"population": population} if population != 1 else {}
+    result = RUNNERS[experiment](s, out_dir=out_dir, device=device, progress=progress, **extra)
     result["meta"] = run_metadata(time.perf_counter() - start)
     result["meta"]["device"] = str(device)
     if out_dir is not None:
@@ -223,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="override a setting, e.g. --set T=100 --set online.betas=[1e-3]")
     p.add_argument("--print-settings", action="store_true", help="print the settings and exit")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--population", type=_positive_int, default=1,
+                   help="mnist-schedules: run the fixed-beta online units N at a time as one "
+                        "batched (vmap) computation; 1 (default) runs them one at a time. The "
+                        "results agree to rounding, not bit for bit")
     a = p.parse_args(argv)
 
     s = settings(a.experiment, a.scale)
@@ -230,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                         ("--lrs-opt-iterations", a.lrs_opt_iterations)):
         if value is not None and a.experiment != "mnist-schedules":
             p.error(f"argument {flag}: applies to mnist-schedules only, not {a.experiment}")
+    if a.population != 1 and a.experiment != "mnist-schedules":
+        p.error(f"argument --population: applies to mnist-schedules only, not {a.experiment}")
     if a.tasks is not None and a.experiment != "real-world":
         p.error(f"argument --tasks: applies to real-world only, not {a.experiment}")
     if a.seeds is not None:
@@ -274,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     out = result_dir(a.out, a.experiment, a.scale)
     _check_out(p, out)
     try:
-        result = run(a.experiment, s, out_dir=out, device=device, progress=not a.no_progress)
+        result = run(a.experiment, s, out_dir=out, device=device, progress=not a.no_progress,
+                     population=a.population)
     except (DataError, OSError) as e:  # missing or corrupt data, unwritable files: no traceback
         print(f"{p.prog}: error: {e}", file=sys.stderr)
         return 1

@@ -100,6 +100,31 @@ class MnistTask:
                 **self.evaluate(tuner.params(ostate)), **vars(hist)}
 
 
+    def online_many(self, runs: list[tuple]) -> list[dict]:
+        """Several online runs ``(params, batches, lr0, beta, mu)`` (fixed β) as one population
+        (:func:`hypergrad.population.run_population`): each result as :meth:`online` gives it,
+        equal to it to rounding (not bit for bit: the batched kernels round differently)."""
+        from hypergrad.population import run_population
+
+        n, T = len(runs), len(runs[0][1])
+        batches = [tuple(torch.stack([r[1][t][j] for r in runs]) for j in range(2)) for t in range(T)]
+        pop = run_population(self.dyn, [r[0] for r in runs], batches,
+                             lambda p, _: self.objective(p), torch.zeros(n, device=self.device),
+                             lr=[r[2] for r in runs], beta=[r[3] for r in runs],
+                             mu=[r[4] for r in runs], max_loss_ratio=self.s["max_loss_ratio"])
+        out = []
+        for i in range(n):
+            hist = vars(pop.histories[i])
+            if pop.diverged[i] is not None:
+                out.append({"diverged": True, "diverged_at": pop.diverged[i].step, "val_loss": None,
+                            "val_acc": None, "test_acc": None, "kappa": None, **hist})
+            else:
+                params = {k: v[i] for k, v in pop.params.items()}
+                out.append({"diverged": False, "diverged_at": None, "kappa": None,
+                            **self.evaluate(params), **hist})
+        return out
+
+
 def _method_specs(s: dict) -> dict:
     """Section 5's online methods: name -> (μ, adaptive β?)."""
     specs = {"hd": (0.0, False), "rtho": (1.0, False)}
@@ -117,7 +142,8 @@ def _task_settings(s: dict) -> dict:
 
 # =========================================================================== Section 5
 def run_mnist_schedules(s: dict, out_dir: str | os.PathLike | None = None, device="cpu",
-                        progress: bool = True, store: UnitStore | None = None) -> dict:
+                        progress: bool = True, store: UnitStore | None = None,
+                        population: int = 1) -> dict:
     """Section 5 on MNIST: LRS-OPT, the online schedules against ``β``, hypergradient quality.
 
     Returns ``{"settings", "fixed", "lrs_opt", "online", "quality", "units"}``:
@@ -164,10 +190,14 @@ def run_mnist_schedules(s: dict, out_dir: str | os.PathLike | None = None, devic
         out["lrs_opt"][str(seed)] = _lrs_opt_unit(task, s, seed, store, progress)
 
     # -- the online methods, over β and seeds
+    def unit_of(method, beta, seed):
+        mu, adaptive_beta = specs[method]
+        return {**base, "method": method, "mu": mu, "beta": beta, "seed": seed, "lr0": s["lr0"],
+                "kappa_start": on["kappa_start"] if adaptive_beta else None}
+
     def online_unit(method, beta, seed):
         mu, adaptive_beta = specs[method]
-        unit = {**base, "method": method, "mu": mu, "beta": beta, "seed": seed, "lr0": s["lr0"],
-                "kappa_start": on["kappa_start"] if adaptive_beta else None}
+        unit = unit_of(method, beta, seed)
 
         def compute():
             params, batches = task.init_params(seed), task.batches(seed)
@@ -187,6 +217,16 @@ def run_mnist_schedules(s: dict, out_dir: str | os.PathLike | None = None, devic
 
         return store.get(f"online_{method}_beta{beta:g}_seed{seed}", unit, compute)
 
+    # --population N: the fixed-β units not stored yet, N at a time as one batched computation
+    if population > 1:
+        pending = [(m, b, sd) for m in specs if not specs[m][1] for b in betas for sd in on["seeds"]
+                   if store.lookup(f"online_{m}_beta{b:g}_seed{sd}", _jsonable(unit_of(m, b, sd))) is None]
+        for i in range(0, len(pending), population):
+            chunk = pending[i:i + population]
+            results = task.online_many([(task.init_params(sd), task.batches(sd), s["lr0"], b, specs[m][0])
+                                        for m, b, sd in chunk])
+            for (m, b, sd), res in zip(chunk, results, strict=True):
+                store.get(f"online_{m}_beta{b:g}_seed{sd}", unit_of(m, b, sd), lambda res=res: res)
     with _bar(n_online, "online runs", progress) as bar:
         for method in specs:
             for beta in betas:
