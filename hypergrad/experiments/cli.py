@@ -17,10 +17,7 @@ from hypergrad.experiments.real_world import run_real_world
 from hypergrad.experiments.sensitivity import run_sensitivity
 from hypergrad.experiments.settings import EXPERIMENTS, SCALES, settings
 from hypergrad.experiments.store import _jsonable, load_results, result_dir
-from hypergrad.schedules import (
-    atomic_write_json,
-    run_metadata,
-)
+from hypergrad.io import atomic_write_json, run_metadata
 
 __all__ = ['RUNNERS', 'run', 'load_or_run', 'main']
 

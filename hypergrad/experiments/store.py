@@ -12,11 +12,8 @@ from pathlib import Path
 
 import torch
 
-from hypergrad.schedules import (
-    LrsOptResult,
-    atomic_write_json,
-    run_metadata,
-)
+from hypergrad.io import atomic_write_json, run_metadata
+from hypergrad.lrs_opt import LrsOptResult
 
 __all__ = ['UnitStore', 'result_dir', 'load_results']
 
