@@ -82,7 +82,7 @@ class _EpochBatches:
 
 def _make_trainer(model, task: dict, method: str, spec: dict, total_steps: int, kappa=None):
     """The trainer of one run: the task's optimizer, and the tuner named by ``method``
-    (through :func:`hypergrad.make_tuner`)."""
+    (through :func:`hypergrad.online.make_tuner`)."""
     from hypergrad.trainer import ModuleTrainer
 
     kw = dict(optimizer=task["optimizer"], weight_decay=task["weight_decay"],
