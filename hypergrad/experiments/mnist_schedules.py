@@ -22,11 +22,11 @@ from hypergrad.experiments.analysis import (
     normalised_distance,
 )
 from hypergrad.experiments.settings import settings
-from hypergrad.experiments.store import UnitStore, _bar, _jsonable, _seed_key
+from hypergrad.experiments.store import UnitStore, _bar, _jsonable, _seed_key, select_kappa
 from hypergrad.hypergradient import hypergradient
 from hypergrad.io import atomic_write_json, run_metadata
 from hypergrad.lrs_opt import lrs_opt
-from hypergrad.online import History, Marthe, run_online, select_hyper_lr
+from hypergrad.online import History, Marthe, run_online
 from hypergrad.schedules import (
     constant,
 )
@@ -173,14 +173,9 @@ def run_mnist_schedules(s: dict, out_dir: str | os.PathLike | None = None, devic
             if not adaptive_beta:
                 return task.online(params, batches, s["lr0"], beta, mu)
 
-            def attempt(kappa):
-                res = task.online(params, batches, s["lr0"], beta, mu, kappa)
-                if res["diverged"]:
-                    raise DivergenceError(res["diverged_at"], "the run")
-                return res
-
             try:
-                return select_hyper_lr(attempt, on["kappa_start"], factor=10.0, max_tries=8)[1]
+                return select_kappa(lambda k: task.online(params, batches, s["lr0"], beta, mu, k),
+                                    on["kappa_start"], max_tries=8)[1]
             except DivergenceError:
                 return task.online(params, batches, s["lr0"], beta, mu, 0.0) | {"kappa": None}
 

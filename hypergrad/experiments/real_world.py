@@ -10,9 +10,9 @@ import torch
 
 from hypergrad.dynamics import DivergenceError
 from hypergrad.experiments.analysis import FAILS, HOLDS, PAR_MARGIN, UNDECIDED, combine, compare
-from hypergrad.experiments.store import UnitStore, _bar, _jsonable, _seed_key
+from hypergrad.experiments.store import UnitStore, _bar, _jsonable, _seed_key, select_kappa
 from hypergrad.models import evaluate as evaluate_module
-from hypergrad.online import check_blowup, select_hyper_lr
+from hypergrad.online import check_blowup
 from hypergrad.schedules import FIXED_SCHEDULES, fixed_schedule
 
 __all__ = ['MAX_POINTS', 'run_real_world', 'summarize_real_world', 'real_world_claims']
@@ -239,14 +239,11 @@ def _marthe_unit(task, spec, seed, data, device, ckpt: Path | None, progress: bo
 
 def _select_kappa(task, spec, seed, data, device) -> float | None:
     def probe(kappa):
-        r = _train_unit(task, "marthe", spec, seed, data, device, kappa=kappa,
-                        probe_steps=task["probe_steps"])
-        if r["diverged"]:
-            raise DivergenceError(r["diverged_at"], "the probe")
-        return r
+        return _train_unit(task, "marthe", spec, seed, data, device, kappa=kappa,
+                           probe_steps=task["probe_steps"])
 
     try:
-        return select_hyper_lr(probe, spec["kappa_start"], factor=10.0, max_tries=10)[0]
+        return select_kappa(probe, spec["kappa_start"], max_tries=10)[0]
     except DivergenceError:
         return 0.0
 
