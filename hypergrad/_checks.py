@@ -99,11 +99,14 @@ def check_schedule(lrs: Any, like: torch.Tensor | None = None, length: int | Non
             raise TypeError(f"the schedule must be a 1-D tensor or sequence of numbers, got "
                             f"{type(lrs).__name__}") from None
         for t, v in enumerate(lrs if isinstance(lrs, list) else [lrs]):
-            if not isinstance(v, torch.Tensor) or v.ndim == 0:
+            if not isinstance(v, (list, tuple)) and (not isinstance(v, torch.Tensor) or v.ndim == 0):
                 _reject_non_real(v, f"the schedule's learning rate at step {t}")
+        # numbers are read straight in the weights' dtype (a float32 detour would round them)
+        dtype = like.dtype if like is not None else None
         try:
-            lrs = torch.as_tensor(lrs) if not (isinstance(lrs, list) and lrs and
-                                               isinstance(lrs[0], torch.Tensor)) else torch.stack(lrs)
+            lrs = (torch.stack([torch.as_tensor(v, dtype=dtype) for v in lrs])
+                   if isinstance(lrs, list) and lrs and isinstance(lrs[0], torch.Tensor)
+                   else torch.as_tensor(lrs, dtype=dtype))
         except (TypeError, ValueError, RuntimeError) as e:
             raise ValueError(f"the schedule could not be read as a 1-D tensor: {e}") from None
         _reject_non_real(lrs, "the schedule")
