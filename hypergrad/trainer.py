@@ -83,6 +83,8 @@ class ModuleTrainer:
     def __init__(self, model: torch.nn.Module, tuner: Marthe | FixedSchedule | None = None, *,
                  criterion: Callable = F.cross_entropy, max_loss_ratio: float = math.inf,
                  **options):
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if tuner is None:
             method = options.pop("method", "marthe")
             tuner_kw = {k: options.pop(k) for k in _TUNER_OPTIONS if k in options}
@@ -93,8 +95,6 @@ class ModuleTrainer:
             tuner = make_tuner(method, dyn, **tuner_kw)
         elif options or not hasattr(tuner, "step"):
             raise TypeError("pass either a tuner or the options that build one, not both")
-        if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         try:
             ratio_ok = float(max_loss_ratio) > 0
         except (TypeError, ValueError):
