@@ -95,6 +95,20 @@ def hypergradient(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Seq
 
     Returns:
         ``value = E(w_T)`` and ``grad`` with ``grad[t] = ∂f_T/∂η_t``.
+
+    Weights that ``E`` (or ``L_t``) does not use contribute zero, as
+    ``torch.autograd.grad(..., allow_unused=True)`` with zeros materialised would give.
+
+    Raises:
+        ValueError, TypeError: a bad argument, named (params not a dict of real tensors of one
+            dtype and device, a schedule that is complex, negative, non-finite or of the wrong
+            length, a non-scalar objective or loss); an objective or training loss that does
+            not depend on the weights at all (a closure over the wrong weights, whose
+            hypergradient would silently be 0); an error inside the loss or the objective,
+            re-raised naming the step (and the batch's dtype or device when they differ).
+        DivergenceError: a non-finite training loss (naming its step ``t``), or a non-finite
+            ``E(w_T)``, ``∇E(w_T)`` or hypergradient (step ``T``), the rule of
+            :meth:`~hypergrad.online.Marthe.step`.
     """
     state0 = _as_state(dyn, params)
     theta0 = state0.w["params"]

@@ -277,3 +277,38 @@ def test_trainer_batch_errors_name_the_step():
     assert tr.state.t == 1 and len(tr.history.lr) == 1
     tr.step(*data[1])                                                      # still usable
     assert tr.state.t == 2
+
+
+class Tied(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = torch.nn.Linear(5, 5), torch.nn.Linear(5, 5)
+        self.b.weight = self.a.weight
+
+    def forward(self, x):
+        return self.b(torch.tanh(self.a(x)))[:, :3]
+
+
+def test_tied_weights_train_as_torch_optim():
+    data = _data(4)
+    model, ref = Tied().to(DT), Tied().to(DT)
+    tr = hg.ModuleTrainer(model, optimizer="sgd", method="fixed", schedule=[0.1] * 4, momentum=0.9)
+    _torch_optim_run(ref, torch.optim.SGD, data, [0.1] * 4, momentum=0.9)
+    for b, _ in data:
+        tr.step(b)
+    assert model.b.weight is model.a.weight
+    assert max_diff(dict(model.named_parameters()), dict(ref.named_parameters())) < 1e-12
+
+
+def test_validation_batch_errors_and_short_schedules_name_the_step():
+    data = _data(3)
+    tr = hg.ModuleTrainer(tiny_mlp(2), optimizer="sgd", method="hd", lr=0.1, beta=1e-2)
+    tr.step(*data[0])
+    with pytest.raises(RuntimeError, match="objective at step 1 failed"):
+        tr.step(data[1][0], (data[1][1][0][:, :4], data[1][1][1]))
+    assert tr.state.t == 1
+    fixed = hg.ModuleTrainer(tiny_mlp(2), method="fixed", schedule=[0.1, 0.1])
+    fixed.step(data[0][0]), fixed.step(data[1][0])
+    with pytest.raises(ValueError, match="step 2"):
+        fixed.step(data[2][0])
