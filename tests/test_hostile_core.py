@@ -333,3 +333,34 @@ def test_autodiff_vjp_with_an_output_independent_of_every_input_is_zero():
     out, pullback = _autodiff.vjp(lambda x: {"a": torch.ones(2)}, {"x": torch.ones(3)})
     (cot,) = pullback({"a": torch.ones(2)})
     assert torch.equal(cot["x"], torch.zeros(3))
+
+
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_edge_shapes_work(mode):
+    """An empty parameter tensor, T = 0 (E(w_0) and an empty gradient), nn.Parameters passed
+    directly and a NumPy schedule all work; a NumPy complex schedule is refused."""
+    import numpy as np
+
+    dyn = hg.sgd(lambda p, b: (p["w"] ** 2).sum() + p["e"].sum())
+    P = {"w": torch.ones(3, dtype=DT), "e": torch.empty(0, dtype=DT)}
+    obj = lambda p: (p["w"] ** 3).sum()                                    # noqa: E731
+    value, grad = hg.hypergradient(dyn, P, [0.1, 0.2], [None] * 2, obj, mode=mode)
+    assert grad.shape == (2,) and torch.isfinite(grad).all()
+    v0, g0 = hg.hypergradient(dyn, P, [], [], obj, mode=mode)
+    assert float(v0) == 3.0 and g0.shape == (0,)
+    assert torch.equal(hg.hypergradient(dyn, P, np.array([0.1, 0.2]), [None] * 2, obj, mode=mode)[1], grad)
+    with pytest.raises(TypeError, match="complex"):
+        hg.hypergradient(dyn, P, np.array([0.1, 0.2j]), [None] * 2, obj, mode=mode)
+    lin = torch.nn.Linear(3, 1).double()
+    x = torch.ones(2, 3, dtype=DT)
+    dyn2 = hg.sgd(lambda p, b: (functional_call(lin, p, (x,)) ** 2).sum())
+    a = hg.hypergradient(dyn2, dict(lin.named_parameters()), [0.1], [None], lambda p: p["bias"].sum(), mode=mode)
+    b = hg.hypergradient(dyn2, {k: v.detach() for k, v in lin.named_parameters()}, [0.1], [None],
+                         lambda p: p["bias"].sum(), mode=mode)
+    assert torch.equal(a[1], b[1]) and lin.weight.grad is None
+
+
+def test_meta_learning_rate_in_step_is_named():
+    dyn = hg.sgd(lambda p, b: (p["w"] ** 2).sum())
+    with pytest.raises(ValueError, match="learning rate is on the 'meta' device"):
+        dyn.step(dyn.init({"w": torch.ones(2, dtype=DT)}), torch.tensor(0.1, device="meta"), None)
