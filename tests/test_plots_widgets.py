@@ -1,5 +1,5 @@
-"""Part I plotting functions (hypergrad.plots) and the widgets' figure functions
-(hypergrad.widgets).
+"""Part I plotting functions (hypergrad.viz.plots) and the widgets' figure functions
+(hypergrad.viz.widgets).
 
 Each test checks what was drawn (lines per series, labels, axes), not only that nothing raised.
 """
@@ -20,8 +20,9 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import hypergrad as hg  # noqa: E402
-from hypergrad import plots, widgets  # noqa: E402
-from hypergrad.functions import beale, problem, run_fig1  # noqa: E402
+from hypergrad.viz import plots, widgets  # noqa: E402
+from hypergrad.experiments.figure1 import run_fig1  # noqa: E402
+from hypergrad.problems import beale, problem  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -20,8 +20,9 @@ import io
 
 from matplotlib.figure import Figure
 
-from hypergrad.functions import problem, run_fig1
-from hypergrad.plots import plot_curves, plot_schedule, plot_surface_trajectories, sci
+from hypergrad.experiments.figure1 import run_fig1
+from hypergrad.problems import problem
+from hypergrad.viz.plots import plot_curves, plot_schedule, plot_surface_trajectories, sci
 
 __all__ = ["fig1_figure", "marthe_figure", "figure_output", "explore_fig1", "explore_marthe"]
 
