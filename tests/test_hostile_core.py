@@ -109,7 +109,7 @@ def test_online_marthe_with_a_partial_objective_equals_the_reference_jvp():
     st = ostate.state
     Z = ostate.Z
     fast = dyn.phi_jvp(st.w, torch.tensor(0.1, dtype=DT), batches[0], st.aux, Z)
-    ref = hg.dynamics._phi_jvp_reference(dyn, st.w, torch.tensor(0.1, dtype=DT), batches[0], st.aux, Z)
+    ref = hg.dynamics.phi_jvp_reference(dyn, st.w, torch.tensor(0.1, dtype=DT), batches[0], st.aux, Z)
     for slot in fast[1]:
         for k in fast[1][slot]:
             assert torch.allclose(fast[1][slot][k], ref[1][slot][k], rtol=1e-10, atol=1e-12)
