@@ -14,7 +14,8 @@ model with no trainable parameter is an error. The training loss ``L`` respects 
 mode at each step, as ``loss = criterion(model(x), y)`` would: in ``train()`` mode BatchNorm
 uses batch statistics and moves its running ones; after ``model.eval()`` it uses the running
 statistics and leaves them unchanged (switch with ``model.train()``/``model.eval()`` between
-steps, as in an ordinary loop). A parameter that the loss does not use (an unused submodule)
+steps, as in an ordinary loop). That is the loss the trainer builds; a tuner of your own gets
+the same with ``module_loss(model, criterion, train=None)``. A parameter that the loss does not use (an unused submodule)
 gets a zero gradient: without weight decay it stays unchanged, as with ``torch.optim``; with
 coupled weight decay the functional dynamics decays it (``∇L + λθ`` with ``∇L = 0``), where
 ``torch.optim`` skips a parameter whose ``.grad`` is ``None``.
@@ -193,6 +194,8 @@ class ModuleTrainer:
             raise ValueError(f"the checkpoint's history is malformed: {e}") from None
         if len({len(v) for v in vars(history).values()}) > 1:
             raise ValueError("the checkpoint's history has lists of different lengths")
+        if "fixed" in d and history.lr:     # the old format kept η_{t-1} only in the history
+            state = state._replace(lr=history.lr[-1])
         self.state, self.history = state, history
         self.lr = float(state.lr)
         self._write_back()

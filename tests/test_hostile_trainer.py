@@ -312,3 +312,22 @@ def test_validation_batch_errors_and_short_schedules_name_the_step():
     fixed.step(data[0][0]), fixed.step(data[1][0])
     with pytest.raises(ValueError, match="step 2"):
         fixed.step(data[2][0])
+
+
+def test_old_fixed_format_is_applied_at_once():
+    sched = [0.1, 0.05, 0.02, 0.01]
+    a = hg.ModuleTrainer(tiny_mlp(3, batchnorm=True), method="fixed", schedule=sched)
+    for b, _ in _data(2):
+        a.step(b)
+    old = {"fixed": a.functional_state._asdict(), "history": vars(a.history)}
+    c = hg.ModuleTrainer(tiny_mlp(4, batchnorm=True), method="fixed", schedule=sched)
+    c.load_state_dict(old)
+    assert max_diff(dict(a.model.named_parameters()), dict(c.model.named_parameters())) == 0
+    assert all(torch.equal(v, dict(c.model.named_buffers())[k]) for k, v in a.model.named_buffers())
+    assert c.state.t == 2 and c.lr == a.lr == 0.05
+    bad = {"fixed": {**a.functional_state._asdict(), "w": {"params": {"x": torch.ones(1)}}},
+           "history": vars(a.history)}
+    snap = _snapshot(c)
+    with pytest.raises(ValueError, match="missing"):
+        c.load_state_dict(bad)
+    _unchanged(c, snap)
