@@ -331,3 +331,20 @@ def test_old_fixed_format_is_applied_at_once():
     with pytest.raises(ValueError, match="missing"):
         c.load_state_dict(bad)
     _unchanged(c, snap)
+
+
+def test_module_loss_train_none_follows_each_submodules_mode():
+    """train=None leaves the flags alone (a BatchNorm put in eval() alone keeps its running
+    statistics); the default train=True forces train mode and restores the flags after."""
+    from hypergrad.models import module_loss
+
+    net = tiny_mlp(6, batchnorm=True)
+    net[1].eval()                                    # only the BatchNorm frozen
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    bufs = {k: v.detach().clone() for k, v in net.named_buffers()}
+    (x, y), _ = _data(1)[0]
+    _, new = module_loss(net, train=None)(params, (x, y), bufs)
+    assert all(torch.equal(new[k], bufs[k]) for k in bufs)
+    _, new = module_loss(net)(params, (x, y), bufs)
+    assert not torch.equal(new["1.running_mean"], bufs["1.running_mean"])
+    assert net.training and not net[1].training      # flags restored
