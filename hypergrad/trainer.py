@@ -18,7 +18,9 @@ steps, as in an ordinary loop). That is the loss the trainer builds; a tuner of 
 the same with ``module_loss(model, criterion, train=None)``. A parameter that the loss does not use (an unused submodule)
 gets a zero gradient: without weight decay it stays unchanged, as with ``torch.optim``; with
 coupled weight decay the functional dynamics decays it (``∇L + λθ`` with ``∇L = 0``), where
-``torch.optim`` skips a parameter whose ``.grad`` is ``None``.
+``torch.optim`` skips a parameter whose ``.grad`` is ``None`` (for Adam, whose step count is
+per parameter there and one for all here, the bias corrections then differ once such a
+parameter starts being used).
 
 Each step runs one iteration of Algorithm 1 (or of a fixed schedule, ``method="fixed"``) on
 the functional state, then copies the new parameters and BatchNorm buffers back into

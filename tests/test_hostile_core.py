@@ -364,3 +364,15 @@ def test_meta_learning_rate_in_step_is_named():
     dyn = hg.sgd(lambda p, b: (p["w"] ** 2).sum())
     with pytest.raises(ValueError, match="learning rate is on the 'meta' device"):
         dyn.step(dyn.init({"w": torch.ones(2, dtype=DT)}), torch.tensor(0.1, device="meta"), None)
+
+
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_non_finite_initial_weights_diverge_at_step_zero(mode):
+    net, params, batches, (xv, yv) = _two_layer()
+    params["0.bias"][1] = float("nan")
+    dyn = hg.sgd(lambda p, b: _ce(net, p, b))
+    with pytest.raises(hg.DivergenceError, match="step 0"):
+        hg.hypergradient(dyn, params, [0.1] * T, batches, lambda p: _ce(net, p, (xv, yv)), mode=mode)
+    tuner = hg.Marthe(dyn, lr=0.1, beta=1e-3)
+    with pytest.raises(hg.DivergenceError, match="step 0"):
+        tuner.step(tuner.init(params), batches[0], lambda p: _ce(net, p, (xv, yv)))
