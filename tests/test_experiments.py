@@ -155,7 +155,8 @@ def test_mnist_schedules_tiny(mnist_tiny):
     assert len(q["replay"]["exact"]) == T
     assert set(q["replay"]["estimates"]) == {"0", "auto"}
     for est in q["replay"]["estimates"].values():
-        assert len(est["estimate"]) == T and -1 <= est["cosine"] <= 1
+        # a float64 cosine may round to 1 + 2e-16: compare with a float64-sized margin
+        assert len(est["estimate"]) == T and abs(est["cosine"]) <= 1 + 1e-12
     summary = ex.summarize_online(r)
     assert set(summary["methods"]) == set(r["online"])
     assert summary["threshold"] == s["accuracy_threshold"]

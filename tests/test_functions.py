@@ -9,6 +9,7 @@ import torch
 from torch.func import grad, hessian
 
 import hypergrad as hg
+from hypergrad.experiments.figure1 import run_fig1, sweep_fig1
 from hypergrad.problems import (
     BEALE_MIN,
     BUKIN_MIN,
@@ -21,7 +22,6 @@ from hypergrad.problems import (
     smooth_abs,
     teacher_student,
 )
-from hypergrad.experiments.figure1 import run_fig1, sweep_fig1
 
 f64 = torch.float64
 

@@ -5,7 +5,6 @@ import os
 import pytest
 import torch
 
-import hypergrad as hg
 from hypergrad import viz
 from hypergrad.profiling import peak_memory, time_interleaved, time_it
 
