@@ -8,7 +8,6 @@ hints are computed only once an error has happened.
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Callable, Mapping
 from typing import Any

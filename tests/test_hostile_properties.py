@@ -50,7 +50,7 @@ def test_step_equals_torch_optim(shape_dict, seed, opt, lrs):
     ref = {k: v.clone().requires_grad_() for k, v in params.items()}
     optim = ref_cls(list(ref.values()), lr=0.1, **kw)
     state = dyn.init(params)
-    for t, lr in enumerate(lrs):
+    for lr in lrs:
         state = dyn.step(state, lr, None)
         optim.param_groups[0]["lr"] = lr
         optim.zero_grad()
