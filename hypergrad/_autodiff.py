@@ -41,8 +41,21 @@ def in_transform() -> bool:
     return torch._C._functorch.maybe_current_level() is not None
 
 
-def _grad(f: Callable, theta: Params, v: Params | None):
-    """``(value, aux, ∇f(θ), ∇²f(θ) v or None)`` for ``f(θ) -> (scalar, aux)``."""
+def _not_differentiable(what: str) -> ValueError:
+    return ValueError(
+        f"{what} does not depend (differentiably) on the weights it is given: it must compute "
+        f"from its `params` argument (e.g. torch.func.functional_call(model, params, ...)), "
+        f"not from a module's own parameters, and not only through non-differentiable ops")
+
+
+def _grad(f: Callable, theta: Params, v: Params | None, what: str = "the function"):
+    """``(value, aux, ∇f(θ), ∇²f(θ) v or None)`` for ``f(θ) -> (scalar, aux)``.
+
+    Weights that ``f`` does not use get a zero gradient (and a zero Hessian-vector product),
+    as ``torch.autograd.grad(..., allow_unused=True)`` with the zeros materialised; an ``f``
+    that uses none of them is an error naming ``what`` (almost always a closure over the
+    wrong weights, whose hypergradient would silently be zero).
+    """
     leaves0 = list(theta.values())
     if in_transform():
         if v is not None:
@@ -56,31 +69,44 @@ def _grad(f: Callable, theta: Params, v: Params | None):
     leaves = leaves0 if outer else [x.detach().requires_grad_() for x in leaves0]
     with torch.enable_grad():
         value, aux = f(dict(zip(names, leaves, strict=True)))
-        gs = torch.autograd.grad(value, leaves, create_graph=outer or v is not None)
+        if not (isinstance(value, torch.Tensor) and value.requires_grad):
+            raise _not_differentiable(what)
+        gs = _zeros_for_none(leaves, torch.autograd.grad(
+            value, leaves, create_graph=outer or v is not None, allow_unused=True))
         hv = None
         if v is not None:
-            hvs = torch.autograd.grad(gs, leaves, grad_outputs=[v[k] for k in names],
-                                      retain_graph=outer)
-            hv = dict(zip(names, hvs, strict=True))
+            # ∇²f v = ∂(∇fᵀv)/∂θ over the gradients that depend on θ (a linear f has none)
+            live = [i for i, g in enumerate(gs) if g.requires_grad]
+            hvs = torch.autograd.grad([gs[i] for i in live], leaves,
+                                      grad_outputs=[v[names[i]] for i in live],
+                                      retain_graph=outer, allow_unused=True) if live else [None] * len(leaves)
+            hv = dict(zip(names, _zeros_for_none(leaves, hvs), strict=True))
     if not outer:
         value, gs = value.detach(), [x.detach() for x in gs]
     return value, aux, dict(zip(names, gs, strict=True)), hv
 
 
-def value_and_grad(f: Callable, theta: Params) -> tuple[torch.Tensor, Any, Params]:
-    """``(f(θ), aux, ∇f(θ))`` for ``f(θ) -> (scalar, aux)`` (``aux`` is not differentiated)."""
-    value, aux, g, _ = _grad(f, theta, None)
+def _zeros_for_none(leaves, grads) -> list[torch.Tensor]:
+    return [torch.zeros_like(x) if g is None else g for x, g in zip(leaves, grads, strict=True)]
+
+
+def value_and_grad(f: Callable, theta: Params, what: str = "the function"
+                   ) -> tuple[torch.Tensor, Any, Params]:
+    """``(f(θ), aux, ∇f(θ))`` for ``f(θ) -> (scalar, aux)`` (``aux`` is not differentiated);
+    unused weights get zeros, an ``f`` using none of them is an error naming ``what``."""
+    value, aux, g, _ = _grad(f, theta, None, what)
     return value, aux, g
 
 
-def grad_and_hvp(f: Callable, theta: Params, v: Params) -> tuple[torch.Tensor, Any, Params, Params]:
+def grad_and_hvp(f: Callable, theta: Params, v: Params, what: str = "the function"
+                 ) -> tuple[torch.Tensor, Any, Params, Params]:
     """``(f(θ), aux, ∇f(θ), ∇²f(θ) v)`` in one pass (reverse-over-reverse: double backward).
 
     Forward-over-reverse (``torch.func.jvp`` of ``torch.func.grad``) gives the same numbers;
     the tests hold the two equal, and ``benchmarks/bench_online.py`` measured double backward
     faster on the CPU (by 15 % on the paper's MLP, 6x on a small CNN).
     """
-    return _grad(f, theta, v)
+    return _grad(f, theta, v, what)
 
 
 def vjp(fn: Callable, *primals, has_aux: bool = False):
@@ -101,7 +127,8 @@ def vjp(fn: Callable, *primals, has_aux: bool = False):
         cots = tree_leaves(tree_map(lambda _, q: q, out, cotangent))   # aligned with outs
         used = [i for i, o in enumerate(outs) if o.requires_grad]
         grads = torch.autograd.grad([outs[i] for i in used], flat_in,
-                                    grad_outputs=[cots[i] for i in used], allow_unused=True)
+                                    grad_outputs=[cots[i] for i in used], allow_unused=True
+                                    ) if used else [None] * len(flat_in)
         it = iter(torch.zeros_like(x) if g is None else g for x, g in zip(flat_in, grads, strict=True))
         return tuple(tree_map(lambda _: next(it), p) for p in inputs)
 

@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 import torch
 from torch.func import jvp
 
-from hypergrad import _autodiff
+from hypergrad import _autodiff, _checks
 from hypergrad._autodiff import is_transformed as _is_transformed
 from hypergrad.tree import tree_map, tree_zeros_like
 
@@ -69,6 +69,8 @@ def as_lr(lr: float | torch.Tensor, like: torch.Tensor, check: bool = True) -> t
 
     With ``check``, a negative or non-finite value is rejected (one device sync for a tensor).
     """
+    if check:
+        _checks.check_lr(lr)
     lr = torch.as_tensor(lr, dtype=like.dtype, device=like.device)
     if lr.ndim != 0:
         raise ValueError(f"a learning rate must be a scalar, got shape {tuple(lr.shape)}")
@@ -103,8 +105,10 @@ class Dynamics:
     # -- state
     def init(self, params: Params, buffers: Params | None = None) -> State:
         """``w_0``: the weights (copied) and zero optimizer slots."""
-        if not params:
-            raise ValueError("params must be a non-empty dict of tensors")
+        params = _checks.check_params(params)
+        if buffers and not isinstance(buffers, dict):
+            raise TypeError(f"buffers must be a dict {{name: tensor}} or None, got "
+                            f"{type(buffers).__name__}")
         theta = {k: v.detach().clone() for k, v in params.items()}
         w = {"params": theta, **{s: tree_zeros_like(theta) for s in self.slots}}
         bufs = {k: v.detach().clone() for k, v in buffers.items()} if buffers else None
@@ -120,12 +124,21 @@ class Dynamics:
                          ) -> tuple[torch.Tensor, Params]:
         """``(L_t(θ), new buffers or {})``: the loss called with or without buffers."""
         bufs = aux["buffers"]
-        return (self.loss(theta, batch), {}) if bufs is None else self.loss(theta, batch, bufs)
+        what = f"the training loss at step {aux['step']}"
+        try:
+            out = self.loss(theta, batch) if bufs is None else self.loss(theta, batch, bufs)
+        except _checks._WRAPPED as e:
+            _checks.reraise_user_error(e, what, batch, next(iter(theta.values())))
+        value, new_bufs = (out, {}) if bufs is None else _loss_pair(out, what)
+        if not isinstance(value, torch.Tensor) or value.ndim != 0:
+            raise ValueError(f"{what} must be a scalar (0-dim) tensor, got {_checks.describe(value)}")
+        return value, new_bufs
 
     def grad(self, theta: Params, batch: Batch, aux: dict) -> tuple[Params, tuple]:
         """``∇L_t(θ)`` on ``batch``; returns ``(g, (loss value, new buffers or {}))``."""
         value, bufs, g = _autodiff.value_and_grad(
-            lambda th: self.loss_and_buffers(th, batch, aux), theta)
+            lambda th: self.loss_and_buffers(th, batch, aux), theta,
+            f"the training loss at step {aux['step']}")
         return g, (value, bufs)
 
     def grad_and_hvp(self, theta: Params, v: Params, batch: Batch, aux: dict, mode: str = "rev"
@@ -137,7 +150,8 @@ class Dynamics:
         if mode != "rev":
             raise ValueError(f"the Hessian-vector product is reverse-over-reverse ('rev'), got {mode!r}")
         value, bufs, g, hv = _autodiff.grad_and_hvp(
-            lambda th: self.loss_and_buffers(th, batch, aux), theta, v)
+            lambda th: self.loss_and_buffers(th, batch, aux), theta, v,
+            f"the training loss at step {aux['step']}")
         return g, hv, (value, bufs)
 
     def phi(self, w: dict, lr: torch.Tensor, batch: Batch, aux: dict) -> tuple[dict, tuple]:
@@ -196,6 +210,14 @@ class Dynamics:
         return f"{self.name}({hp})"
 
 
+def _loss_pair(out, what: str):
+    """``(value, new_buffers)`` from a buffered loss (it must return a pair)."""
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
+        raise ValueError(f"{what}: a loss called with buffers must return (scalar, new_buffers), "
+                         f"got {_checks.describe(out)}")
+    return out
+
+
 def _leaf(state: State) -> torch.Tensor:
     return next(iter(state.w["params"].values()))
 
@@ -216,7 +238,11 @@ def call_objective(objective: Callable, state: State, params: Params) -> torch.T
     """``E(θ)`` checked to be a scalar; with buffers the objective is called as
     ``objective(params, buffers)`` with the state's buffers (BatchNorm's running statistics)."""
     bufs = state.aux["buffers"]
-    out = objective(params) if bufs is None else objective(params, bufs)
+    try:
+        out = objective(params) if bufs is None else objective(params, bufs)
+    except _checks._WRAPPED as e:
+        _checks.reraise_user_error(e, f"the objective at step {state.aux['step']}", None,
+                                   next(iter(params.values())))
     if not isinstance(out, torch.Tensor) or out.ndim != 0:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(f"the objective must return a scalar (0-dim) tensor, got {shape}")
@@ -226,7 +252,8 @@ def call_objective(objective: Callable, state: State, params: Params) -> torch.T
 def objective_value_and_grad(objective: Callable, state: State) -> tuple[torch.Tensor, Params]:
     """``(E(θ(w)), ∇E(θ(w)))`` in one pass, checking that ``E`` is a scalar."""
     value, _, g = _autodiff.value_and_grad(
-        lambda th: (call_objective(objective, state, th), None), state.w["params"])
+        lambda th: (call_objective(objective, state, th), None), state.w["params"],
+        "the objective")
     return value, g
 
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.func import jvp, vmap
 
-from hypergrad import _autodiff
+from hypergrad import _autodiff, _checks
 from hypergrad.dynamics import (
     DivergenceError,
     Dynamics,
@@ -40,29 +40,18 @@ from hypergrad.tree import tree_all_finite, tree_map, tree_zeros_like
 __all__ = ["hypergradient", "check_schedule", "objective_value_and_grad", "unroll"]
 
 
-def check_schedule(lrs: torch.Tensor | Sequence[float], like: torch.Tensor | None = None, length: int | None = None) -> torch.Tensor:
-    """Validate a schedule ``η ∈ R^T_{≥0}``: 1-D, finite, non-negative, of the right length."""
-    lrs = torch.as_tensor(lrs)
-    if like is not None:
-        lrs = lrs.to(dtype=like.dtype, device=like.device)
-    if lrs.ndim != 1:
-        raise ValueError(f"the schedule must be a 1-D tensor of T learning rates, got shape "
-                         f"{tuple(lrs.shape)}")
-    if not torch.isfinite(lrs).all():
-        bad = int((~torch.isfinite(lrs)).nonzero()[0])
-        raise ValueError(f"the schedule has a non-finite learning rate at step {bad}: "
-                         f"{lrs[bad].item()}")
-    if (lrs < 0).any():
-        bad = int((lrs < 0).nonzero()[0])
-        raise ValueError(f"learning rates must be >= 0; step {bad} has {lrs[bad].item()}")
-    if length is not None and lrs.numel() != length:
-        raise ValueError(f"the schedule has {lrs.numel()} learning rates but there are "
-                         f"{length} minibatches: one learning rate per step is needed")
-    return lrs
+def check_schedule(lrs: torch.Tensor | Sequence[float], like: torch.Tensor | None = None,
+                   length: int | None = None) -> torch.Tensor:
+    """Validate a schedule ``η ∈ R^T_{≥0}``: real, 1-D, finite, non-negative, of the right
+    length (:func:`hypergrad._checks.check_schedule`)."""
+    return _checks.check_schedule(lrs, like, length)
 
 
 def _as_state(dyn: Dynamics, params_or_state) -> State:
-    return params_or_state if isinstance(params_or_state, State) else dyn.init(params_or_state)
+    if isinstance(params_or_state, State):
+        _checks.check_params(params_or_state.w.get("params"), "the state's params")
+        return params_or_state
+    return dyn.init(params_or_state)
 
 
 def unroll(dyn: Dynamics, params_or_state: Params | State, lrs: torch.Tensor, batches: Sequence, *, keep_every: int = 0,
@@ -106,9 +95,26 @@ def hypergradient(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Seq
 
     Returns:
         ``value = E(w_T)`` and ``grad`` with ``grad[t] = ∂f_T/∂η_t``.
+
+    Weights that ``E`` (or ``L_t``) does not use contribute zero, as
+    ``torch.autograd.grad(..., allow_unused=True)`` with zeros materialised would give.
+
+    Raises:
+        ValueError, TypeError: a bad argument, named (params not a dict of real tensors of one
+            dtype and device, a schedule that is complex, negative, non-finite or of the wrong
+            length, a non-scalar objective or loss); an objective or training loss that does
+            not depend on the weights at all (a closure over the wrong weights, whose
+            hypergradient would silently be 0); an error inside the loss or the objective,
+            re-raised naming the step (and the batch's dtype or device when they differ).
+        DivergenceError: a non-finite training loss (naming its step ``t``), or a non-finite
+            ``E(w_T)``, ``∇E(w_T)`` or hypergradient (step ``T``), the rule of
+            :meth:`~hypergrad.online.Marthe.step`.
     """
     state0 = _as_state(dyn, params)
     theta0 = state0.w["params"]
+    if isinstance(batches, (str, bytes, torch.Tensor)) or not hasattr(batches, "__iter__"):
+        raise TypeError(f"batches must be a sequence of T minibatches, got "
+                        f"{_checks.describe(batches)}")
     batches = list(batches)
     lrs = check_schedule(lrs, like=next(iter(theta0.values())), length=len(batches))
     if mode == "reverse":
@@ -124,7 +130,7 @@ def _reverse(dyn, state0, lrs, batches, objective, k, vjp=_autodiff.vjp):
     T = len(batches)
     k = max(1, min(T, k or math.ceil(math.sqrt(T))))
     state_T, checkpoints = unroll(dyn, state0, lrs, batches, keep_every=k)
-    value, g_E = objective_value_and_grad(objective, state_T)
+    value, g_E = _final_objective(objective, state_T, T)
     # p_T = ∇E(w_T): nonzero only in the weights part θ(w).
     p = {**tree_zeros_like(state_T.w), "params": g_E}
     grad = torch.zeros_like(lrs)
@@ -134,6 +140,7 @@ def _reverse(dyn, state0, lrs, batches, objective, k, vjp=_autodiff.vjp):
         for s in reversed(steps):
             p, g_lr = pullbacks.pop()(p)            # p_s = A_sᵀ p_{s+1};  B_sᵀ p_{s+1}
             grad[s] = g_lr
+    _check_hypergradient(T, grad)
     return value, grad
 
 
@@ -166,7 +173,24 @@ def _forward(dyn, state0, lrs, batches, objective):
             Z = vmap(tangent)(Z, eye[t])            # Z_{t+1} = A_t Z_t + B_t e_tᵀ
         check_finite(t, "the training loss", value)
         state = State(w_next, dyn.next_aux(aux, bufs))
-    value, g_E = objective_value_and_grad(objective, state)
+    value, g_E = _final_objective(objective, state, T)
     grad = sum(torch.einsum("t...,...->t", Zp, gp)
                for Zp, gp in zip(Z["params"].values(), g_E.values(), strict=True))
+    _check_hypergradient(T, grad)
     return value, grad
+
+
+def _final_objective(objective, state_T: State, T: int):
+    """``(E(w_T), ∇E(w_T))``, with the rule of :meth:`~hypergrad.online.Marthe.step`: a
+    non-finite objective or gradient raises :class:`DivergenceError` naming the step ``T``."""
+    value, g_E = objective_value_and_grad(objective, state_T)
+    check_finite(T, "the objective E(θ(w_T))", value)
+    if not tree_all_finite(g_E):
+        raise DivergenceError(T, "the gradient of the objective ∇E(θ(w_T))")
+    return value, g_E
+
+
+def _check_hypergradient(T: int, grad: torch.Tensor) -> None:
+    if not bool(torch.isfinite(grad).all()):
+        bad = int((~torch.isfinite(grad)).nonzero()[0])
+        raise DivergenceError(T, f"the hypergradient (entry {bad})")

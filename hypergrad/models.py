@@ -207,8 +207,12 @@ def functional(module: nn.Module) -> tuple[dict, dict]:
 
 
 @contextlib.contextmanager
-def _mode(module: nn.Module, train: bool):
-    """Put ``module`` in train/eval mode for the duration, then restore every flag."""
+def _mode(module: nn.Module, train: bool | None):
+    """Put ``module`` in train/eval mode for the duration, then restore every flag
+    (``train=None``: leave the modes as they are)."""
+    if train is None:
+        yield
+        return
     saved = [(m, m.training) for m in module.modules()]
     module.train(train)
     try:
@@ -218,8 +222,13 @@ def _mode(module: nn.Module, train: bool):
             m.training = flag
 
 
-def module_loss(module: nn.Module, criterion=F.cross_entropy):
+def module_loss(module: nn.Module, criterion=F.cross_entropy, train: bool | None = True):
     """Training loss of ``module`` as a pure function of its parameters, for the dynamics.
+
+    ``train=True`` runs the module in train mode (BatchNorm on batch statistics, updating the
+    running ones); ``train=None`` leaves every submodule's mode as the module has it at each
+    call, as a plain ``loss = criterion(model(x), y)`` would (:class:`~hypergrad.trainer.ModuleTrainer`).
+    ``params`` may hold a subset of the parameters: the others (frozen ones) are the module's own.
 
     * ``module`` without buffers: returns ``loss(params, batch) -> scalar`` with
       ``batch = (x, y)``, i.e. ``criterion(functional_call(module, params, (x,)), y)``.
@@ -235,7 +244,7 @@ def module_loss(module: nn.Module, criterion=F.cross_entropy):
 
         def loss(params, batch):
             x, y = batch
-            with _mode(module, True):
+            with _mode(module, train):
                 return criterion(functional_call(module, params, (x,)), y)
 
     else:
@@ -243,7 +252,7 @@ def module_loss(module: nn.Module, criterion=F.cross_entropy):
         def loss(params, batch, buffers):
             x, y = batch
             new_buffers = {k: v.clone() for k, v in buffers.items()}
-            with _mode(module, True):
+            with _mode(module, train):
                 out = functional_call(module, (params, new_buffers), (x,))
             return criterion(out, y), new_buffers
 

@@ -2,7 +2,7 @@
 
 :func:`pick_device` takes ``cuda`` when it is available; :func:`seed_everything` seeds Python's,
 NumPy's and PyTorch's generators. (The chapters' setup cell, which also reads the scale switch
-and sets up figures, is :func:`hypergrad.viz.chapter_setup`.)
+and sets up figures, is :func:`hypergrad.viz.setup.chapter_setup`.)
 """
 
 from __future__ import annotations

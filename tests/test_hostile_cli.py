@@ -198,3 +198,11 @@ def test_set_accepts_only_what_fits_property(capsys, t, betas):
         assert code == 0 and json.loads(out)["T"] == t and json.loads(out)["betas"] == betas
     else:
         assert code == 2 and "argument --set" in err
+
+
+def test_set_refuses_null_inside_a_list_of_numbers(capsys):
+    """Found by the property above: ``null`` stands only where "none" has a meaning."""
+    with pytest.raises(SystemExit) as e:
+        ex.main(["sensitivity", "--set", "betas=[null]", "--print-settings"])
+    assert e.value.code == 2 and "betas.0=null" in capsys.readouterr().err
+    assert ex.main(["mnist-schedules", "--set", "lrs_opt.max_lr=null", "--print-settings"]) == 0

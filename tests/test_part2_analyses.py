@@ -9,6 +9,7 @@ import torch
 
 from hypergrad import experiments as ex
 from hypergrad.data import data_root
+from hypergrad.schedules import FIXED_SCHEDULES
 
 HAS_MNIST = (data_root() / "mnist" / "t10k-images-idx3-ubyte.gz").exists()
 needs_mnist = pytest.mark.skipif(not HAS_MNIST, reason="MNIST files not found in $HYPERGRAD_DATA")
@@ -154,5 +155,5 @@ def test_real_world_claims_and_an_hd_variant_on_the_validation_loss():
     assert runs["hd-val"]["0"]["lr"][0] == runs["hd"]["0"]["lr"][0]
     assert runs["hd-val"]["0"]["lr"] != runs["hd"]["0"]["lr"]
     c = ex.real_world_claims(r)[s["tasks"][0]["name"]]
-    assert c["best_fixed"] in ex.FIXED_SCHEDULES
+    assert c["best_fixed"] in FIXED_SCHEDULES
     assert c["v_par"] == ex.UNDECIDED                                   # one seed: no noise

@@ -27,7 +27,7 @@ A run is cut into *units* (one seed × method × β online run, one LRS-OPT seed
 run). With an output folder, every finished unit is saved to its own JSON file under
 ``<out>/units/`` with the settings that determine it; a later call skips the units whose file
 holds the same settings, so an interrupted run resumes without redoing finished work (an
-LRS-OPT unit also resumes *within* the unit, through :func:`hypergrad.schedules.lrs_opt`;
+LRS-OPT unit also resumes *within* the unit, through :func:`hypergrad.lrs_opt.lrs_opt`;
 a training run of :func:`run_real_world` resumes from its last finished epoch). A unit file
 with other settings is recomputed (the old file is kept as ``*.json.stale``).
 
@@ -38,7 +38,7 @@ Command line::
     python -m hypergrad.experiments sensitivity --scale quick --out results/ --seeds 3
 
 writes ``results/<experiment>/<scale>/results.json`` (settings, results and
-:func:`hypergrad.schedules.run_metadata`: commit, hardware, versions, wall time) and the unit
+:func:`hypergrad.io.run_metadata`: commit, hardware, versions, wall time) and the unit
 files beside it; the chapters plot ``results.json`` when it is present.
 """
 
@@ -86,17 +86,14 @@ from hypergrad.experiments.mnist_schedules import (  # noqa: F401
     summarize_online,
 )
 from hypergrad.experiments.real_world import (  # noqa: F401
-    FIXED_SCHEDULES,
     MAX_POINTS,
     _EpochBatches,
-    _evaluate_module,
     _make_trainer,
     _marthe_unit,
     _rw_data,
     _rw_model,
     _select_kappa,
     _train_unit,
-    fixed_schedule,
     real_world_claims,
     run_real_world,
     summarize_real_world,
@@ -122,4 +119,4 @@ from hypergrad.experiments.store import (  # noqa: F401
     result_dir,
 )
 
-__all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings', 'UnitStore', 'result_dir', 'load_results', 'hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'normalised_distance', 'linger', 'PAR_MARGIN', 'MnistTask', 'run_mnist_schedules', 'summarize_online', 'mnist_claims', 'fixed_schedule', 'FIXED_SCHEDULES', 'MAX_POINTS', 'run_real_world', 'summarize_real_world', 'real_world_claims', 'run_sensitivity', 'sensitivity_grids', 'sensitivity_claims', 'RUNNERS', 'run', 'load_or_run', 'main']
+__all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings', 'UnitStore', 'result_dir', 'load_results', 'hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'normalised_distance', 'linger', 'PAR_MARGIN', 'MnistTask', 'run_mnist_schedules', 'summarize_online', 'mnist_claims', 'MAX_POINTS', 'run_real_world', 'summarize_real_world', 'real_world_claims', 'run_sensitivity', 'sensitivity_grids', 'sensitivity_claims', 'RUNNERS', 'run', 'load_or_run', 'main']

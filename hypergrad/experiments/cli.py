@@ -17,10 +17,7 @@ from hypergrad.experiments.real_world import run_real_world
 from hypergrad.experiments.sensitivity import run_sensitivity
 from hypergrad.experiments.settings import EXPERIMENTS, SCALES, settings
 from hypergrad.experiments.store import _jsonable, load_results, result_dir
-from hypergrad.schedules import (
-    atomic_write_json,
-    run_metadata,
-)
+from hypergrad.io import atomic_write_json, run_metadata
 
 __all__ = ['RUNNERS', 'run', 'load_or_run', 'main']
 
@@ -74,14 +71,18 @@ def _kind(v) -> str:
     return {str: "a string", list: "a list", dict: "an object"}.get(type(v), type(v).__name__)
 
 
+#: the settings whose number may be replaced by ``null`` (it means "none": no cap)
+_NULLABLE = frozenset({"lrs_opt.max_lr"})
+
+
 def _conform(key: str, old, new) -> None:
     """Refuse a ``--set`` value that cannot stand where ``old`` stands in the settings: another
     kind of JSON value (a string where a number or list goes, a float where an integer goes),
     a non-finite number, a negative one where the default is >= 0, zero or less where an integer
     default is positive (sizes, counts, steps), an empty list where the default has entries, an
-    object with other keys. ``null`` is accepted where the default is ``null`` or a float (e.g.
-    ``lrs_opt.max_lr=null``: no cap); a number where the default is a string (``"best"``,
-    ``"auto"``)."""
+    object with other keys. ``null`` is accepted where the default is ``null`` and for the
+    settings in :data:`_NULLABLE` (``lrs_opt.max_lr=null``: no cap); a number where the default
+    is a string (``"best"``, ``"auto"``)."""
     def bad(why):
         raise _SettingError(f"{key}={json.dumps(new)}: {why}")
 
@@ -93,7 +94,7 @@ def _conform(key: str, old, new) -> None:
         if not isinstance(new, bool):
             bad(f"must be true or false (default {json.dumps(old)})")
     elif isinstance(old, int | float):
-        if new is None and isinstance(old, float):
+        if new is None and key in _NULLABLE:
             return
         if isinstance(new, bool) or not isinstance(new, int | float):
             bad(f"must be a number, not {_kind(new)} (default {json.dumps(old)})")

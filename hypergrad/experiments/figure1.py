@@ -48,7 +48,7 @@ class Fig1Run(NamedTuple):
 def fig1_tuner(f: Callable, method: str, beta: float, lr0: float = 0.0,
                kappa: float | None = None, mu: float | str = "auto") -> Marthe:
     """The online method ``method`` (``"hd"``, ``"rtho"`` or ``"marthe"`` with discount ``mu``)
-    on plain gradient descent on ``f``, through :func:`hypergrad.make_tuner`."""
+    on plain gradient descent on ``f``, through :func:`hypergrad.online.make_tuner`."""
     key = method.lower() if isinstance(method, str) else method
     if key not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")

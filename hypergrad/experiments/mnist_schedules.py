@@ -22,14 +22,13 @@ from hypergrad.experiments.analysis import (
     normalised_distance,
 )
 from hypergrad.experiments.settings import settings
-from hypergrad.experiments.store import UnitStore, _bar, _jsonable, _seed_key
+from hypergrad.experiments.store import UnitStore, _bar, _jsonable, _seed_key, select_kappa
 from hypergrad.hypergradient import hypergradient
-from hypergrad.online import History, Marthe, run_online, select_hyper_lr
+from hypergrad.io import atomic_write_json, run_metadata
+from hypergrad.lrs_opt import lrs_opt
+from hypergrad.online import History, Marthe, run_online
 from hypergrad.schedules import (
-    atomic_write_json,
     constant,
-    lrs_opt,
-    run_metadata,
 )
 
 __all__ = ['MnistTask', 'run_mnist_schedules', 'summarize_online', 'mnist_claims']
@@ -204,14 +203,9 @@ def run_mnist_schedules(s: dict, out_dir: str | os.PathLike | None = None, devic
             if not adaptive_beta:
                 return task.online(params, batches, s["lr0"], beta, mu)
 
-            def attempt(kappa):
-                res = task.online(params, batches, s["lr0"], beta, mu, kappa)
-                if res["diverged"]:
-                    raise DivergenceError(res["diverged_at"], "the run")
-                return res
-
             try:
-                return select_hyper_lr(attempt, on["kappa_start"], factor=10.0, max_tries=8)[1]
+                return select_kappa(lambda k: task.online(params, batches, s["lr0"], beta, mu, k),
+                                    on["kappa_start"], max_tries=8)[1]
             except DivergenceError:
                 return task.online(params, batches, s["lr0"], beta, mu, 0.0) | {"kappa": None}
 
@@ -272,34 +266,20 @@ def _lrs_opt_unit(task: MnistTask, s: dict, seed: int, store: UnitStore, progres
     start = time.perf_counter()
     done = json.loads(save_path.read_text())["iterations"] if (
         save_path is not None and save_path.exists()) else 0
-    # lrs_opt's callback gets the schedule *after* the update: ``cur`` is the next one to be
-    # evaluated, ``prev`` the last one evaluated without diverging.
-    partial = json.loads(save_path.read_text()) if done else {}
-    last = {"cur": partial.get("lrs") or constant(s["T"], s["fixed_lr"]).tolist(), "prev": None,
-            "history": []}
-
-    def track(it, lrs, value, grad):
-        last["history"].append(float(value))
-        last["prev"], last["cur"] = last["cur"], lrs.tolist()
-        bar.update()
-
     with _bar(lo["iterations"], f"LRS-OPT seed {seed}", progress) as bar:
         bar.update(done)
-        try:
-            res = lrs_opt(task.dyn, params, constant(s["T"], s["fixed_lr"]),
-                          lambda it: task.batches(seed, salt=it + 1), task.objective,
-                          iterations=lo["iterations"], step_size=lo["step_size"],
-                          max_lr=lo["max_lr"], save_path=save_path, progress=False,
-                          settings={"unit": _jsonable(unit)}, callback=track)
-            lrs, history, iterations, diverged = res.lrs, res.history, res.iterations, None
-            wall = res.meta.get("wall_time_s", time.perf_counter() - start)
-        except (DivergenceError, FloatingPointError) as err:
-            # A noisy update sent the schedule where training diverges: stop, and keep the
-            # last schedule whose f_T was evaluated.
-            history = partial.get("history", [])[:done] + last["history"]
-            iterations = len(history)
-            lrs = last["prev"] if last["prev"] is not None else last["cur"]
-            diverged, wall = str(err), time.perf_counter() - start
+        # A run whose noisy update sends the schedule where training diverges stops there and
+        # keeps the last schedule whose f_T was finite (res.lrs; res.diverged says where).
+        res = lrs_opt(task.dyn, params, constant(s["T"], s["fixed_lr"]),
+                      lambda it: task.batches(seed, salt=it + 1), task.objective,
+                      iterations=lo["iterations"], step_size=lo["step_size"],
+                      max_lr=lo["max_lr"], save_path=save_path, progress=False,
+                      settings={"unit": _jsonable(unit)}, callback=lambda *_: bar.update())
+    lrs, history, iterations = res.lrs, res.history, res.iterations
+    d = res.diverged
+    diverged = None if d is None else (
+        f"diverged at step {d['step']} of hyper-iteration {d['iteration']}: {d['message']}")
+    wall = res.meta.get("wall_time_s", time.perf_counter() - start)
     final = task.train_fixed(params, lrs, task.batches(seed))
     store.wall[name] = wall
     result = {"lrs": lrs, "history": history, "iterations": iterations, "diverged": diverged,

@@ -7,19 +7,15 @@ import os
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from hypergrad.dynamics import DivergenceError
 from hypergrad.experiments.analysis import FAILS, HOLDS, PAR_MARGIN, UNDECIDED, combine, compare
-from hypergrad.experiments.store import UnitStore, _bar, _jsonable, _seed_key
-from hypergrad.online import select_hyper_lr
-from hypergrad.schedules import (
-    exponential_decay,
-    sgdr,
-    staircase,
-)
+from hypergrad.experiments.store import UnitStore, _bar, _jsonable, _seed_key, select_kappa
+from hypergrad.models import evaluate as evaluate_module
+from hypergrad.online import check_blowup
+from hypergrad.schedules import FIXED_SCHEDULES, fixed_schedule
 
-__all__ = ['fixed_schedule', 'FIXED_SCHEDULES', 'MAX_POINTS', 'run_real_world', 'summarize_real_world', 'real_world_claims']
+__all__ = ['MAX_POINTS', 'run_real_world', 'summarize_real_world', 'real_world_claims']
 
 
 # =========================================================================== Section 6
@@ -59,44 +55,6 @@ def _rw_model(task: dict, seed: int, device):
     return model.to(device)
 
 
-def fixed_schedule(method: str, spec: dict, lr: float, total_steps: int,
-                   schedule_epochs: int) -> torch.Tensor:
-    """A Section 6 baseline over ``total_steps``, its epochs those of a ``schedule_epochs`` run.
-
-    The paper states the baselines in epochs of a 200-epoch run (decay 0.99 per epoch, ×0.1
-    every 60 epochs, SGDR with ``T_0 = 10``, ``T_mult = 2``). A shorter run keeps their shape:
-    step ``t`` takes the value of paper epoch ``⌊t · schedule_epochs / total_steps⌋``.
-    """
-    E = schedule_epochs
-    if method == "exponential":
-        per_epoch = exponential_decay(E, lr, spec["gamma"])
-    elif method == "staircase":
-        per_epoch = staircase(E, lr, spec["every"], spec["factor"])
-    elif method == "sgdr":
-        per_epoch = sgdr(E, lr, spec["T_0"], spec["T_mult"])
-    else:
-        raise ValueError(f"{method!r} is not a fixed schedule")
-    idx = torch.div(torch.arange(total_steps) * E, total_steps, rounding_mode="floor")
-    return per_epoch[idx.clamp(max=E - 1)]
-
-
-FIXED_SCHEDULES = ("exponential", "staircase", "sgdr")
-
-
-def _evaluate_module(model, x, y, batch_size: int = 1000) -> dict:
-    was = model.training
-    model.eval()
-    loss, correct = 0.0, 0
-    with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            out = model(x[i: i + batch_size])
-            loss += float(F.cross_entropy(out, y[i: i + batch_size], reduction="sum"))
-            correct += int((out.argmax(1) == y[i: i + batch_size]).sum())
-    model.train(was)
-    n = max(len(x), 1)
-    return {"loss": loss / n if math.isfinite(loss) else None, "acc": correct / n}
-
-
 class _EpochBatches:
     """Epoch ``e`` of seed ``s``: a fixed permutation (so a resumed run sees the same batches)."""
 
@@ -123,18 +81,20 @@ class _EpochBatches:
 
 
 def _make_trainer(model, task: dict, method: str, spec: dict, total_steps: int, kappa=None):
+    """The trainer of one run: the task's optimizer, and the tuner named by ``method``
+    (through :func:`hypergrad.online.make_tuner`)."""
     from hypergrad.trainer import ModuleTrainer
 
     kw = dict(optimizer=task["optimizer"], weight_decay=task["weight_decay"],
-              momentum=task.get("momentum", 0.0), lr=task["lr"])
+              momentum=task.get("momentum", 0.0))
     if method in FIXED_SCHEDULES:
         sched = fixed_schedule(method, spec, task["lr"], total_steps, task["schedule_epochs"])
         return ModuleTrainer(model, method="fixed", schedule=sched, **kw)
+    tuner = {"beta": spec["beta"], "lr": task["lr"]}
     if method == "marthe":
-        return ModuleTrainer(model, method="marthe", beta=spec["beta"], mu=spec.get("mu", "auto"),
-                             kappa=kappa, **kw)
+        tuner.update(mu=spec.get("mu", "auto"), kappa=kappa)
     # a spec may name the algorithm of a variant (e.g. "hd-val": {"method": "hd", ...})
-    return ModuleTrainer(model, method=spec.get("method", method), beta=spec["beta"], **kw)
+    return ModuleTrainer(model, method=spec.get("method", method), **tuner, **kw)
 
 
 def _train_unit(task, method, spec, seed, data, device, ckpt: Path | None = None,
@@ -152,8 +112,8 @@ def _train_unit(task, method, spec, seed, data, device, ckpt: Path | None = None
         rec, start_epoch, first = saved["records"], saved["epoch"], saved["first_loss"]
 
     def evaluate(epoch, train_loss):
-        v = _evaluate_module(model, *data["val"])
-        te = _evaluate_module(model, *data["test"])
+        v = evaluate_module(model, *data["val"])
+        te = evaluate_module(model, *data["test"])
         for k, val in (("epoch", epoch), ("val_loss", v["loss"]), ("val_acc", v["acc"]),
                        ("test_acc", te["acc"]), ("train_loss", train_loss)):
             rec[k].append(val)
@@ -172,18 +132,15 @@ def _train_unit(task, method, spec, seed, data, device, ckpt: Path | None = None
             losses = []
             for i, (train_b, val_b) in enumerate(batches.epoch(e, probe_steps)):
                 # HD as Baydin et al.: E is the training loss of the minibatch of this step
-                try:
+                try:       # a non-finite E, Δ_t, η_t or L_t, or a blow-up of L_t
                     info = trainer.step(train_b, train_b if on_train else val_b)
-                except DivergenceError as err:             # a non-finite E, Δ_t or η_t
+                    first = info.loss if first is None else first
+                    check_blowup(info.t, info.loss, first, task["max_loss_ratio"])
+                except DivergenceError as err:
                     diverged_at = err.step
                     break
-                first = info.loss if first is None else first
                 losses.append(info.loss)
                 bar.update()
-                if not (math.isfinite(info.loss) and math.isfinite(trainer.lr)) or (
-                        info.loss > task["max_loss_ratio"] * max(first, 1e-12)):
-                    diverged_at = info.t
-                    break
                 if probe_steps is None and ((i + 1) % every == 0 or i + 1 == batches.spe):
                     evaluate(round(e + (i + 1) / batches.spe, 6), sum(losses) / len(losses))
                     losses = []
@@ -282,14 +239,11 @@ def _marthe_unit(task, spec, seed, data, device, ckpt: Path | None, progress: bo
 
 def _select_kappa(task, spec, seed, data, device) -> float | None:
     def probe(kappa):
-        r = _train_unit(task, "marthe", spec, seed, data, device, kappa=kappa,
-                        probe_steps=task["probe_steps"])
-        if r["diverged"]:
-            raise DivergenceError(r["diverged_at"], "the probe")
-        return r
+        return _train_unit(task, "marthe", spec, seed, data, device, kappa=kappa,
+                           probe_steps=task["probe_steps"])
 
     try:
-        return select_hyper_lr(probe, spec["kappa_start"], factor=10.0, max_tries=10)[0]
+        return select_kappa(probe, spec["kappa_start"], max_tries=10)[0]
     except DivergenceError:
         return 0.0
 

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import torch
 
-from hypergrad.schedules import (
-    LrsOptResult,
-    atomic_write_json,
-    run_metadata,
-)
+from hypergrad.dynamics import DivergenceError
+from hypergrad.io import atomic_write_json, run_metadata
+from hypergrad.lrs_opt import LrsOptResult
+from hypergrad.online import select_hyper_lr
 
-__all__ = ['UnitStore', 'result_dir', 'load_results']
+__all__ = ['select_kappa', 'UnitStore', 'result_dir', 'load_results']
 
 
 # =========================================================================== unit store
@@ -194,3 +193,18 @@ def load_results(experiment: str, scale: str, root: str | os.PathLike = "results
         return None
     with open(path) as f:
         return json.load(f)
+
+
+def select_kappa(run: Callable[[float], dict], start: float, max_tries: int) -> tuple[float, dict]:
+    """Section 4's step-size selection for a unit: ``run(κ)`` returns a unit's result dict with
+    ``"diverged"``/``"diverged_at"``; try ``κ = start``, then divide by 10 until a run does
+    not diverge (:func:`hypergrad.online.select_hyper_lr`). Returns ``(κ, result)``; raises
+    :class:`~hypergrad.dynamics.DivergenceError` when every try diverged."""
+
+    def attempt(kappa: float) -> dict:
+        res = run(kappa)
+        if res["diverged"]:
+            raise DivergenceError(res["diverged_at"], "the run")
+        return res
+
+    return select_hyper_lr(attempt, start, factor=10.0, max_tries=max_tries)

@@ -1,6 +1,6 @@
 """The book's one style: display names and colours of the methods, the same in every figure.
 
-The names are defined beside the experiments' settings (:data:`hypergrad.experiments.settings.LABELS`,
+The names are defined beside the experiments' settings (``hypergrad.experiments.settings.LABELS``,
 which also the experiments' verdict sentences use); the colours are defined here.
 """
 
