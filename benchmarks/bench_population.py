@@ -110,7 +110,8 @@ def main():
         for name, sizes, steps in (("quick 784-100-100-10", QUICK, a.steps),
                                    ("paper 784-500-500-500-10", PAPER, a.paper_steps)):
             args = task(sizes, a.n, steps, device=a.device)
-            t = time_interleaved({"serial": lambda: serial(*args), "population": lambda: population(*args)},
+            t = time_interleaved({"serial": lambda args=args: serial(*args),
+                                  "population": lambda args=args: population(*args)},
                                  repeat=a.repeat, device=a.device)
             print(f"{name}, {nt} thread(s): {a.n} MARTHE runs x {steps} steps: serial "
                   f"{t['serial']:.3f} s, population {t['population']:.3f} s, ratio "

@@ -26,7 +26,7 @@ import torch
 from torch.func import grad_and_value, jvp, vjp, vmap
 
 from hypergrad.dynamics import DivergenceError, Dynamics, Params
-from hypergrad.online import Marthe, History, _check_number, blowup, hyper_dtype
+from hypergrad.online import History, Marthe, _check_number, blowup, hyper_dtype
 from hypergrad.tree import tree_dot, tree_map, tree_zeros_like
 
 __all__ = ["Population", "run_population", "stack_params"]
@@ -76,8 +76,6 @@ def _per_member(name: str, value, n: int, lo=0.0, hi=math.inf, allow_none=False,
 def _step_fn(dyn: Dynamics, objective: Callable, t: int, hvp: bool, any_adaptive: bool,
              any_kappa: bool):
     """One member's step ``t`` of Algorithm 1 as a pure function (vmapped by the caller)."""
-    aux = {"step": t, "buffers": None}
-
     def loss_fn(theta, batch):
         return dyn.loss(theta, batch), {}
 
@@ -215,7 +213,7 @@ def run_population(dyn: Dynamics, params: Sequence[Params] | Params, batches: Se
         fail_code = torch.where(newly, code, fail_code)
         alive = fail_t < 0
 
-        def keep(a, b):
+        def keep(a, b, alive=alive):
             return torch.where(alive.view(-1, *([1] * (a.ndim - 1))), a, b)
 
         carry = tuple(tree_map(keep, a, b) for a, b in zip(new, carry, strict=True))

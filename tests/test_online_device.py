@@ -104,7 +104,7 @@ def test_divergence_is_named_at_its_step_whatever_the_check_interval(check_every
 def test_the_blowup_rule_on_the_device_names_the_same_step(check_every):
     x0 = {"x": torch.tensor([1.0, 1.5], dtype=DT)}
     tuner = hg.RTHO(hg.sgd(_beale), lr=0.0, beta=1e-2)
-    losses, first, expected = [], None, None
+    first, expected = None, None
     ostate = tuner.init(x0)
     for _ in range(300):                 # the host rule, step by step
         ostate, info = tuner.step(ostate, None, _beale, check=False)
