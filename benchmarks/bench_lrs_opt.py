@@ -1,0 +1,98 @@
+"""LRS-OPT's outer optimisers: how many iterations Adam / Nesterov need to reach the
+validation loss that the paper's projected gradient descent (PGD) reaches after N iterations.
+
+The quick-scale Section 5 task (as ``hypergrad.experiments`` builds it): MNIST 7000/700, MLP
+784-100-100-10, SGD, batch 100, ``T = 100``, float32, start ``η_t = 0.1``, cap ``max_lr = 0.3``,
+PGD step size 0.2, fresh minibatches each iteration. Because the minibatches are resampled,
+``f_T`` is noisy: the comparison uses its mean over the last ``--smooth`` iterations, and each
+final schedule is also evaluated on one fixed held-out set of minibatches (the seed's own).
+
+    python -m benchmarks.bench_lrs_opt [--iterations 1000] [--fast-iterations 100] [--threads 1]
+
+Prints the seconds per iteration, the PGD target, the first iteration at which each faster
+optimiser's smoothed ``f_T`` is at or below it, and ``RATIO`` = N / that iteration (goal ≥ 10).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import torch
+
+import hypergrad as hg
+from benchmarks.common import header, parse, quick_mnist_task
+from hypergrad.hypergradient import unroll
+
+
+def smoothed(history: list[float], window: int) -> list[float]:
+    """``s[i]`` = mean of ``history[i+1-window : i+1]`` (``None`` before ``window`` values)."""
+    out = []
+    for i in range(len(history)):
+        out.append(sum(history[i + 1 - window:i + 1]) / window if i + 1 >= window else None)
+    return out
+
+
+def first_at_or_below(series: list, target: float) -> int | None:
+    """The number of iterations after which the smoothed loss first is ``<= target``."""
+    for i, v in enumerate(series):
+        if v is not None and v <= target:
+            return i + 1
+    return None
+
+
+def main():
+    args = parse(__doc__.splitlines()[0], iterations=1000, fast_iterations=0, smooth=10,
+                 seed=0, adam_step=0.01, nesterov_step=0.1, threads=1, json_out="")
+    torch.set_num_threads(args.threads)     # 1: far steadier on a shared 2-core machine
+    N = args.iterations
+    M = args.fast_iterations or max(N // 10, args.smooth)
+    header(f"LRS-OPT outer optimisers, quick MNIST task, PGD {N} it. vs {M} it.", args.device)
+    task = quick_mnist_task(device=args.device)
+    params = task["init_params"](args.seed)
+    dyn, objective = task["dyn"], task["objective"]
+    lrs0 = torch.full((task["T"],), 0.1)
+
+    def fresh(it):
+        return task["batches"](args.seed, it + 1)
+
+    held_out = task["batches"](args.seed, 0)
+
+    def held_out_value(lrs):
+        state, _ = unroll(dyn, params, torch.tensor(lrs, dtype=torch.float32), held_out, check=False)
+        with torch.no_grad():
+            return float(objective(dyn.params(state)))
+
+    runs = {"pgd": (N, 0.2, None), "adam": (M, args.adam_step, None),
+            "nesterov": (M, args.nesterov_step, None)}
+    out = {}
+    for name, (its, step, _) in runs.items():
+        t0 = time.perf_counter()
+        res = hg.lrs_opt(dyn, params, lrs0, fresh, objective, iterations=its, step_size=step,
+                         max_lr=0.3, optimizer=name, progress=False)
+        wall = time.perf_counter() - t0
+        sm = smoothed(res.history, args.smooth)
+        out[name] = {"iterations": res.iterations, "step_size": step, "wall_s": wall,
+                     "s_per_iteration": wall / max(res.iterations, 1),
+                     "history": res.history, "smoothed_final": sm[-1] if sm else None,
+                     "held_out": held_out_value(res.lrs), "diverged": res.diverged,
+                     "lrs": res.lrs}
+        print(f"{name:9s} {res.iterations:5d} it. {wall / max(res.iterations, 1):6.3f} s/it | "
+              f"f_T first {res.history[0]:.4f} smoothed last {out[name]['smoothed_final']:.4f} | "
+              f"held-out f_T {out[name]['held_out']:.4f}"
+              + (f" | DIVERGED {res.diverged['message']}" if res.diverged else ""), flush=True)
+    target = out["pgd"]["smoothed_final"]
+    print(f"PGD target: smoothed f_T after {N} iterations = {target:.4f} "
+          f"(mean of the last {args.smooth})")
+    for name in ("adam", "nesterov"):
+        n = first_at_or_below(smoothed(out[name]["history"], args.smooth), target)
+        out[name]["reached_at"] = n
+        ratio = f"{N / n:.1f}" if n else f"not reached in {M} (< {N / M:.1f})"
+        print(f"RATIO PGD iterations / {name} iterations to reach it = {ratio}   (goal >= 10)")
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump({"args": vars(args), "runs": out, "target": target}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
