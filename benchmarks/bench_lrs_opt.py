@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -43,7 +44,8 @@ def first_at_or_below(series: list, target: float) -> int | None:
 
 def main():
     args = parse(__doc__.splitlines()[0], iterations=1000, fast_iterations=0, smooth=10,
-                 seed=0, adam_step=0.01, nesterov_step=0.1, threads=1, json_out="")
+                 seed=0, adam_step=0.01, nesterov_step=0.1, threads=1, json_out="",
+                 methods="pgd,adam,nesterov", save_dir="")
     torch.set_num_threads(args.threads)     # 1: far steadier on a shared 2-core machine
     N = args.iterations
     M = args.fast_iterations or max(N // 10, args.smooth)
@@ -63,14 +65,18 @@ def main():
         with torch.no_grad():
             return float(objective(dyn.params(state)))
 
-    runs = {"pgd": (N, 0.2, None), "adam": (M, args.adam_step, None),
-            "nesterov": (M, args.nesterov_step, None)}
+    runs = {"pgd": (N, 0.2), "adam": (M, args.adam_step), "nesterov": (M, args.nesterov_step)}
     out = {}
-    for name, (its, step, _) in runs.items():
+    methods = args.methods.split(",")
+    for name in methods:
+        its, step = runs[name]
         t0 = time.perf_counter()
+        # with --save-dir, every run saves its progress and resumes from it: parts can run in
+        # separate processes, and an interrupted benchmark continues where it stopped
+        path = Path(args.save_dir) / f"{name}_seed{args.seed}_step{step:g}.json" if args.save_dir else None
         res = hg.lrs_opt(dyn, params, lrs0, fresh, objective, iterations=its, step_size=step,
-                         max_lr=0.3, optimizer=name, progress=False)
-        wall = time.perf_counter() - t0
+                         max_lr=0.3, optimizer=name, progress=False, save_path=path)
+        wall = res.meta.get("wall_time_s", time.perf_counter() - t0)
         sm = smoothed(res.history, args.smooth)
         out[name] = {"iterations": res.iterations, "step_size": step, "wall_s": wall,
                      "s_per_iteration": wall / max(res.iterations, 1),
@@ -81,10 +87,12 @@ def main():
               f"f_T first {res.history[0]:.4f} smoothed last {out[name]['smoothed_final']:.4f} | "
               f"held-out f_T {out[name]['held_out']:.4f}"
               + (f" | DIVERGED {res.diverged['message']}" if res.diverged else ""), flush=True)
+    if "pgd" not in out:
+        return
     target = out["pgd"]["smoothed_final"]
     print(f"PGD target: smoothed f_T after {N} iterations = {target:.4f} "
           f"(mean of the last {args.smooth})")
-    for name in ("adam", "nesterov"):
+    for name in [m for m in methods if m != "pgd"]:
         n = first_at_or_below(smoothed(out[name]["history"], args.smooth), target)
         out[name]["reached_at"] = n
         ratio = f"{N / n:.1f}" if n else f"not reached in {M} (< {N / M:.1f})"

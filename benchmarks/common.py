@@ -9,7 +9,9 @@ import torch
 
 from hypergrad.models import MLP, functional, module_loss, module_objective
 
-SIZES = (784, 500, 500, 500, 10)
+#: the paper's MLP; ``$HYPERGRAD_BENCH_SIZES`` (e.g. ``784,16,10``) shrinks it, for the tiny
+#: CI run of ``scripts/device_check.py``
+SIZES = tuple(int(n) for n in os.environ.get("HYPERGRAD_BENCH_SIZES", "784,500,500,500,10").split(","))
 
 
 def parse(description: str, **defaults) -> argparse.Namespace:
