@@ -4,7 +4,8 @@
 #   bash scripts/device_check.sh benchmarks/results/ --device cpu --tiny     (CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out="${1:-benchmarks/results}"; shift || true
+out=benchmarks/results
+if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then out="$1"; shift; fi
 export HYPERGRAD_DATA="${HYPERGRAD_DATA:-$(cd .. && pwd)/shared/data}"
 [ -d "$HYPERGRAD_DATA" ] || unset HYPERGRAD_DATA        # random images stand in for MNIST
 export PYTHONPATH="$(pwd)${PYTHONPATH:+:$PYTHONPATH}"
