@@ -18,7 +18,7 @@ from torch.func import jvp
 
 import hypergrad as hg
 from benchmarks.common import header, mnist_mlp_problem, parse
-from hypergrad.dynamics import _phi_jvp_reference
+from hypergrad.dynamics import phi_jvp_reference
 from hypergrad.profiling import time_interleaved
 
 
@@ -34,7 +34,7 @@ class OneJvpOfPhi(hg.Dynamics):
     """Step 4 as ONE ``torch.func.jvp(Φ_t, (w, η), (μZ, 1))`` (Algorithm 1 as written)."""
 
     def phi_jvp(self, w, lr, batch, aux, dw=None):
-        return _phi_jvp_reference(self, w, lr, batch, aux, dw)
+        return phi_jvp_reference(self, w, lr, batch, aux, dw)
 
 
 def _as(cls, dyn):

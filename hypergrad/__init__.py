@@ -25,14 +25,12 @@ from hypergrad.online import (
     run_online,
     select_hyper_lr,
 )
+from hypergrad.runtime import pick_device, seed_everything
 from hypergrad.trainer import ModuleTrainer
-
-# Shim for the book layer (the integrator removes it: the chapters import it from there).
-from hypergrad.runtime import chapter_setup, pick_device  # noqa: E402, I001  # isort: skip
 
 __all__ = [
     "Dynamics", "DivergenceError", "State", "adam", "sgd", "make_dynamics", "hypergradient",
     "Marthe", "HD", "RTHO", "FixedSchedule", "make_tuner", "OnlineState", "StepInfo", "History",
     "run_online", "select_hyper_lr", "lrs_opt", "LrsOptResult", "ModuleTrainer",
-    "chapter_setup", "pick_device",
+    "pick_device", "seed_everything",
 ]

@@ -158,7 +158,7 @@ class Dynamics:
 
         ``A_t ẇ = ∂U/∂w ẇ + ∂U/∂g ∇²L_t θ(ẇ)``: one gradient with a Hessian-vector product,
         then the tangent of the elementwise update (:meth:`update_tangent`). The tests hold
-        it equal to ``torch.func.jvp(Φ_t, (w, η), (ẇ, 1))`` (:func:`_phi_jvp_reference`).
+        it equal to ``torch.func.jvp(Φ_t, (w, η), (ẇ, 1))`` (:func:`phi_jvp_reference`).
         """
         if dw is None:
             g, (value, bufs) = self.grad(w["params"], batch, aux)
@@ -200,7 +200,7 @@ def _leaf(state: State) -> torch.Tensor:
     return next(iter(state.w["params"].values()))
 
 
-def _phi_jvp_reference(dyn: Dynamics, w: dict, lr: torch.Tensor, batch: Batch, aux: dict,
+def phi_jvp_reference(dyn: Dynamics, w: dict, lr: torch.Tensor, batch: Batch, aux: dict,
                        dw: dict | None = None) -> tuple[dict, dict, dict, tuple]:
     """:meth:`Dynamics.phi_jvp` as ONE ``torch.func.jvp(Φ_t, (w, η), (ẇ, 1))`` (Algorithm 1's
     step 4 as written): the reference the tests compare the fast path to."""

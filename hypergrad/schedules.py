@@ -11,24 +11,8 @@ from collections.abc import Callable
 
 import torch
 
-from hypergrad.io import atomic_write_json, run_metadata  # noqa: F401  (shims: use hypergrad.io)
-from hypergrad.lrs_opt import LrsOptResult
-from hypergrad.lrs_opt import lrs_opt as _lrs_opt
-
 __all__ = ["constant", "exponential_decay", "staircase", "sgdr", "fixed_schedule",
-           "FIXED_SCHEDULES", "lrs_opt", "LrsOptResult"]
-
-
-def lrs_opt(*args, **kwargs) -> LrsOptResult:
-    """Shim (to be removed): :func:`hypergrad.lrs_opt.lrs_opt` that raises
-    :class:`~hypergrad.dynamics.DivergenceError` on a diverged run, as it did before it
-    returned its result with ``diverged`` set (the result is saved first)."""
-    from hypergrad.dynamics import DivergenceError
-
-    result = _lrs_opt(*args, **kwargs)
-    if result.diverged is not None:
-        raise DivergenceError(result.diverged["step"], result.diverged["message"], blowup=True)
-    return result
+           "FIXED_SCHEDULES"]
 
 
 # ---------------------------------------------------------------------- baselines (Section 6)

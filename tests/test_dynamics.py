@@ -6,7 +6,7 @@ from torch.func import jvp
 
 import hypergrad as hg
 from hypergrad import _autodiff
-from hypergrad.dynamics import _phi_jvp_reference
+from hypergrad.dynamics import phi_jvp_reference
 from tests.helpers import DT, max_diff, problem, tiny_mlp
 
 CASES = [
@@ -146,7 +146,7 @@ def test_phi_jvp_equals_one_torch_func_jvp_of_phi(make, zero):
     dw = None if zero else {s: {k: torch.randn_like(v) for k, v in d.items()} for s, d in state.w.items()}
     lr = torch.tensor(0.05, dtype=DT)
     fast = dyn.phi_jvp(state.w, lr, batches[1], state.aux, dw)
-    ref = _phi_jvp_reference(dyn, state.w, lr, batches[1], state.aux, dw)
+    ref = phi_jvp_reference(dyn, state.w, lr, batches[1], state.aux, dw)
     for a, b in zip(fast[:3], ref[:3], strict=True):
         for s in b:
             scale = max(1.0, max(float(v.abs().max()) for v in b[s].values()))

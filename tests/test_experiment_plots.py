@@ -14,9 +14,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from hypergrad import experiment_plots as xp  # noqa: E402
 from hypergrad import experiments as ex  # noqa: E402
 from hypergrad.data import data_root  # noqa: E402
+from hypergrad.viz import figures as xp  # noqa: E402
 
 HAS_MNIST = (data_root() / "mnist" / "t10k-images-idx3-ubyte.gz").exists()
 
@@ -44,8 +44,11 @@ def _close_figures():
     plt.close("all")
 
 
-def _labels(ax):
-    return [t.get_text() for t in ax.get_legend().get_texts()]
+def _labels(fig):
+    """The entries of the figure's one legend (a figure legend, or an axes' legend)."""
+    legends = list(fig.legends) + [a.get_legend() for a in fig.axes if a.get_legend()]
+    assert len(legends) == 1, f"{len(legends)} legends"
+    return [t.get_text() for t in legends[0].get_texts()]
 
 
 def test_importing_hypergrad_does_not_import_matplotlib():
@@ -63,7 +66,7 @@ def test_lrs_opt_figure(mnist_tiny):
     assert len(lines) == 2 + 1                                # two seeds + initial schedule
     np.testing.assert_allclose(lines[0].get_ydata(), mnist_tiny["lrs_opt"]["0"]["lrs"])
     assert len(lines[0].get_xdata()) == T
-    assert _labels(left) == ["seed 0", "seed 1", "initial schedule"]
+    assert _labels(fig) == ["seed 0", "seed 1", "initial schedule"]
     assert left.get_xlabel() == "step $t$" and "learning rate" in left.get_ylabel()
     assert right.get_xlabel() == "hyper-iteration"
     hist = mnist_tiny["lrs_opt"]["1"]["history"]
@@ -74,9 +77,9 @@ def test_schedules_figure(mnist_tiny):
     betas = {m: 1e-3 for m in mnist_tiny["online"]}
     fig = xp.schedules_figure(mnist_tiny, 0, betas)
     (ax,) = fig.axes
-    labels = _labels(ax)
+    labels = _labels(fig)
     assert labels[0] == "LRS-OPT" and len(labels) == 1 + len(betas)
-    assert any(lab.startswith("HD, β=0.001") for lab in labels)
+    assert any(lab.startswith("HD, β = 10⁻³") for lab in labels)
     hd = mnist_tiny["online"]["hd"]["0.001"]["0"]
     hd_line = ax.get_lines()[1 + list(betas).index("hd")]
     np.testing.assert_allclose(hd_line.get_ydata(), hd["lr"])
@@ -113,7 +116,7 @@ def test_quality_figure(mnist_tiny):
     assert bars[0].get_width() == pytest.approx(first["sign"])
     assert bars[n_replay + n_own].get_width() == pytest.approx(first["cosine_trim"])
     ticks = [t.get_text() for t in right.get_yticklabels()]
-    assert ticks[0] == "fixed-η traj.: μ = 0" and ticks[-1].startswith("own run: ")
+    assert ticks[0] == "fixed η: μ = 0" and ticks[-1].startswith("own run: ")
 
 
 def _fake_run(epochs, spe, acc0, diverged=False):
@@ -128,15 +131,16 @@ def test_real_world_figure():
             for m in ("sgdr", "hd", "marthe")}
     task["rtho"] = {"0": _fake_run(3, 4, 0.1, diverged=True)}
     fig = xp.real_world_figure(task, title="task")
-    acc, loss, lr = fig.axes
-    assert [a.get_title() for a in fig.axes] == ["Accuracy", "Validation loss (E)",
-                                                 "Generated schedules"]
+    acc, loss, lr, legend = fig.axes
+    assert not legend.axison                                            # holds the legend only
+    assert [a.get_title() for a in fig.axes[:3]] == ["Accuracy", "Validation loss (E)",
+                                                     "Generated schedules"]
     assert len(acc.get_lines()) == 3 and len(lr.get_lines()) == 4      # rtho: schedule only
     np.testing.assert_allclose(acc.get_lines()[0].get_ydata(), [20, 30, 40, 50])  # mean, in %
     np.testing.assert_allclose(lr.get_lines()[0].get_xdata()[:5], [0, 0.25, 0.5, 0.75, 1.0])
     assert lr.get_lines()[3].get_linestyle() == ":"                     # diverged: dotted
     assert lr.get_yscale() == "log"                                     # spans > 2 decades
-    assert _labels(acc) == ["SGDR", "HD", "MARTHE (adaptive μ and β)"]
+    assert _labels(fig) == ["SGDR", "HD", "MARTHE (adaptive μ and β)", "RTHO"]
 
 
 def test_sensitivity_figure():
@@ -152,4 +156,42 @@ def test_sensitivity_figure():
     texts = [t.get_text() for t in heat[0].texts]
     assert "div." in texts and "10.0" in texts
     assert [t.get_text() for t in heat[0].get_yticklabels()] == ["0", "0.9", "adaptive"]
-    assert "0.0001" in heat[1].get_title()
+    assert "10⁻⁴" in heat[1].get_title()
+    one = xp.sensitivity_figure(res, panels=("fixed",))                  # one panel, same scale
+    assert len([a for a in one.axes if a.images]) == 1
+    assert one.axes[0].images[0].get_clim() == heat[0].images[0].get_clim()
+
+
+def _every_figure(result=None):
+    """Every figure function of Part II on hand-made results (no MNIST needed)."""
+    panel = {"kappa": None, "betas": [1e-3, 1e-2], "mus": [0.0, "auto"],
+             "val_error": [[0.5, 0.2], [0.1, None]], "diverged": [[0, 0], [0, 1]]}
+    yield xp.sensitivity_figure({"panels": {"fixed": panel}})
+    yield xp.real_world_figure({"hd": {"0": _fake_run(2, 4, 0.1)}})
+    summary = {"threshold": 0.5, "methods": {"hd": {"betas": [1e-3], "mean": [0.9],
+                                                    "std": [0.0]}}}
+    yield xp.accuracy_vs_beta_figure(summary, 0.8, 0.9)
+
+
+def test_figures_are_not_left_open_in_pyplot():
+    """A figure registered with pyplot is shown a second time by the inline backend: the
+    figure functions must leave no pyplot figure behind, and draw at the book's dpi and width."""
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    for fig in _every_figure():
+        assert isinstance(fig, Figure)
+        assert plt.get_fignums() == []
+        assert fig.dpi == xp.DPI and 150 <= xp.DPI <= 200
+        assert fig.get_figwidth() <= xp.WIDTH
+        fig.canvas.draw()                       # a figure outside pyplot still renders
+
+
+def test_figures_from_runs_are_not_left_open_in_pyplot(mnist_tiny):
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    xp.lrs_opt_figure(mnist_tiny)
+    xp.schedules_figure(mnist_tiny, 0, {m: 1e-3 for m in mnist_tiny["online"]})
+    xp.quality_figure(mnist_tiny["quality"]["0"])
+    assert plt.get_fignums() == []

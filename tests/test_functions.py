@@ -1,4 +1,4 @@
-"""The test functions of Figure 1 and the runner of its experiment (hypergrad.functions)."""
+"""The problems of chapters 2–4 (hypergrad.problems) and Figure 1's runner (experiments.figure1)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import torch
 from torch.func import grad, hessian
 
 import hypergrad as hg
-from hypergrad.functions import (
+from hypergrad.experiments.figure1 import run_fig1, sweep_fig1
+from hypergrad.problems import (
     BEALE_MIN,
     BUKIN_MIN,
     PROBLEMS,
@@ -18,9 +19,8 @@ from hypergrad.functions import (
     bukin_smoothed,
     grid,
     problem,
-    run_fig1,
     smooth_abs,
-    sweep_fig1,
+    teacher_student,
 )
 
 f64 = torch.float64
@@ -127,3 +127,23 @@ def test_sweep_and_bad_method():
         run_fig1(beale, (1.0, 1.5), "adam", 1e-8, steps=5)
     with pytest.raises(ValueError):
         run_fig1(beale, (1.0, 1.5, 0.0), "hd", 1e-8, steps=5)
+
+
+def test_teacher_student_is_the_chapters_problem():
+    """Same draws as the chapters' original cell: the generator order is part of the problem."""
+    ts = teacher_student()
+    g = torch.Generator().manual_seed(0)
+    x_all = torch.randn(768, 10, generator=g, dtype=f64)
+    teacher = torch.randn(10, 3, generator=g, dtype=f64)
+    y_all = (x_all @ teacher + 0.5 * torch.randn(768, 3, generator=g, dtype=f64)).argmax(1)
+    W1 = torch.randn(10, 16, generator=g, dtype=f64) / 10**0.5
+    W2 = torch.randn(16, 3, generator=g, dtype=f64) / 4
+    assert torch.equal(ts.train[0], x_all[:512]) and torch.equal(ts.val[1], y_all[512:])
+    assert torch.equal(ts.params0["W1"], W1) and torch.equal(ts.params0["W2"], W2)
+    p = ts.params0
+    logits = torch.tanh(ts.val[0] @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
+    expected = torch.nn.functional.cross_entropy(logits, ts.val[1])
+    torch.testing.assert_close(ts.objective(p), expected, rtol=0, atol=0)
+    torch.testing.assert_close(ts.loss(p, ts.train), hg.sgd(ts.loss).loss(p, ts.train))
+    with pytest.raises(ValueError, match="n_hidden"):
+        teacher_student(n_hidden=0)

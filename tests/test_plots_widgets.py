@@ -1,5 +1,5 @@
-"""Part I plotting functions (hypergrad.plots) and the widgets' figure functions
-(hypergrad.widgets).
+"""Part I plotting functions (hypergrad.viz.plots) and the widgets' figure functions
+(hypergrad.viz.widgets).
 
 Each test checks what was drawn (lines per series, labels, axes), not only that nothing raised.
 """
@@ -20,8 +20,9 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import hypergrad as hg  # noqa: E402
-from hypergrad import plots, widgets  # noqa: E402
-from hypergrad.functions import beale, problem, run_fig1  # noqa: E402
+from hypergrad.experiments.figure1 import run_fig1  # noqa: E402
+from hypergrad.problems import beale, problem  # noqa: E402
+from hypergrad.viz import plots, widgets  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -177,7 +178,7 @@ def test_sci_writes_numbers_as_prose():
     assert plots.sci(1.5e-6) == "1.5×10⁻⁶"
     assert plots.sci(-2e-5) == "−2×10⁻⁵"
     assert plots.sci(0.25) == "0.25" and plots.sci(12) == "12" and plots.sci(0) == "0"
-    assert plots.sci(float("nan")) == "none"
+    assert plots.sci(float("nan")) == "—" and plots.sci(None) == "—" and plots.sci(0.005) == "5×10⁻³"
     assert plots.sci(8921.0, 3) == "8920" and plots.sci(0.05123, 3) == "0.0512"
     assert plots.sci_list([1e-7, 3e-7]) == "10⁻⁷, 3×10⁻⁷" and plots.sci_list([]) == "none"
 

@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-import hypergrad as hg
+from hypergrad import viz
 from hypergrad.profiling import peak_memory, time_interleaved, time_it
 
 
@@ -38,17 +38,17 @@ def test_chapter_setup(monkeypatch, capsys):
     monkeypatch.delenv("HYPERGRAD_THREADS", raising=False)
     before = torch.get_num_threads()
     try:
-        s = hg.chapter_setup(seed=3, device="cpu")
+        s = viz.chapter_setup(seed=3, device="cpu")
         assert s.scale == "quick" and not s.paper and s.seed == 3 and s.device.type == "cpu"
         assert torch.get_num_threads() == 1
         assert "device: cpu" in capsys.readouterr().out
         a = torch.rand(3)
-        hg.chapter_setup(seed=3, device="cpu", verbose=False)
+        viz.chapter_setup(seed=3, device="cpu", verbose=False)
         assert torch.equal(a, torch.rand(3))      # seeded
         monkeypatch.setenv("HYPERGRAD_SCALE", "paper")
-        assert hg.chapter_setup(device="cpu", verbose=False).paper
+        assert viz.chapter_setup(device="cpu", verbose=False).paper
         with pytest.raises(ValueError, match="scale"):
-            hg.chapter_setup(scale="huge")
+            viz.chapter_setup(scale="huge")
     finally:
         torch.set_num_threads(before)
     assert os.environ.get("HYPERGRAD_SCALE") == "paper"

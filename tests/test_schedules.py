@@ -6,7 +6,6 @@ import pytest
 import torch
 
 import hypergrad as hg
-from hypergrad import schedules
 from hypergrad.lrs_opt import LrsOptResult, lrs_opt
 from hypergrad.schedules import constant, exponential_decay, fixed_schedule, sgdr, staircase
 from tests.helpers import DT, problem
@@ -102,9 +101,6 @@ def test_divergence_returns_the_last_good_schedule(tmp_path):
     again = lrs_opt(dyn, params, torch.full((T_,), 0.5, dtype=DT), [None] * T_, objective,
                     iterations=50, step_size=1e305, progress=False, save_path=path)
     assert again.lrs == res.lrs and again.iterations == res.iterations
-    with pytest.raises(hg.DivergenceError, match="step"):  # the old raising entry point (shim)
-        schedules.lrs_opt(dyn, params, torch.full((T_,), 0.5, dtype=DT), [None] * T_, objective,
-                          iterations=50, step_size=1e305, progress=False)
 
 
 @pytest.mark.parametrize("method", ["exponential", "staircase", "sgdr"])

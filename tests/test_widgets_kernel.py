@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SETUP = """\
 import hypergrad as hg
-from hypergrad import widgets
-setup = hg.chapter_setup(seed=0, verbose=False)
+from hypergrad import viz
+from hypergrad.viz import widgets
+setup = viz.chapter_setup(seed=0, verbose=False)
 import matplotlib
 assert matplotlib.rcParams["figure.dpi"] >= 150, matplotlib.rcParams["figure.dpi"]
 """

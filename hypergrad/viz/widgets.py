@@ -20,12 +20,13 @@ import io
 
 from matplotlib.figure import Figure
 
-from hypergrad.functions import problem, run_fig1
-from hypergrad.plots import plot_curves, plot_schedule, plot_surface_trajectories, sci
+from hypergrad.experiments.figure1 import run_fig1
+from hypergrad.problems import problem
+from hypergrad.viz import style
+from hypergrad.viz.plots import plot_curves, plot_schedule, plot_surface_trajectories, sci
 
 __all__ = ["fig1_figure", "marthe_figure", "figure_output", "explore_fig1", "explore_marthe"]
 
-_LABELS = {"hd": "HD", "rtho": "RTHO", "marthe": "MARTHE"}
 
 
 def _status(run) -> str:
@@ -43,7 +44,8 @@ def fig1_figure(function: str = "beale", method: str = "rtho", beta: float = 1e-
     """
     prob = problem(function)
     run = run_fig1(prob.f, prob.start, method, beta, steps=steps)
-    label = _LABELS.get(method.lower(), method)
+    # Figure 1's "marthe" is MARTHE with the adaptive μ (β fixed)
+    label = style.label({"marthe": "marthe-auto-mu"}.get(method.lower(), method.lower()))
     fig = Figure(figsize=(10.0, 4.0), layout="constrained")
     ax_s, ax_lr = fig.subplots(1, 2)
     plot_surface_trajectories(ax_s, prob.f, {label: run.trajectory}, prob.xlim, prob.ylim,

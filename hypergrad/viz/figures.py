@@ -3,37 +3,57 @@
 
 Every function takes the JSON-like dicts that the runners return (or that
 ``results/<experiment>/<scale>/results.json`` holds) and returns a matplotlib ``Figure``;
-nothing is shown or saved here. Matplotlib is imported inside this module only, so
-``import hypergrad`` never imports it.
+nothing is shown or saved here. The figures are plain :class:`matplotlib.figure.Figure`
+objects, never registered with pyplot: a notebook shows each one once, where it is glued or
+displayed, and calling a function here leaves ``plt.get_fignums()`` empty. They are sized for
+the book's column (at most 8 inches wide, :data:`DPI` dots per inch) with one legend per figure.
+Matplotlib is imported inside this module only, so ``import hypergrad`` never imports it.
 """
 
 from __future__ import annotations
 
 import math
 
-import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from hypergrad.experiments import label
+from hypergrad.experiments.analysis import sci
+from hypergrad.viz.style import color, label
 
-__all__ = ["COLORS", "lrs_opt_figure", "schedules_figure", "accuracy_vs_beta_figure",
+__all__ = ["DPI", "new_figure", "lrs_opt_figure", "schedules_figure", "accuracy_vs_beta_figure",
            "quality_figure", "real_world_figure", "sensitivity_figure"]
 
-#: One colour per method, the same in every figure of Part II.
-COLORS = {
-    "lrs-opt": "black", "fixed": "0.45", "hd": "tab:orange", "rtho": "tab:red",
-    "marthe-auto-mu": "tab:blue", "marthe": "tab:green", "exponential": "tab:purple",
-    "staircase": "tab:brown", "sgdr": "tab:pink",
-}
-_EXTRA = ["tab:olive", "tab:cyan", "darkgoldenrod", "slateblue", "teal"]
+
+#: Resolution of every Part II figure (the inline backend and the glued images use it).
+DPI = 150
+#: The widest figure, in inches: the book's text column.
+WIDTH = 8.0
 
 
-def color(method: str) -> str:
-    if method in COLORS:
-        return COLORS[method]
-    return _EXTRA[sum(map(ord, method)) % len(_EXTRA)]
+def new_figure(width: float = WIDTH, height: float = 3.4) -> Figure:
+    """A figure outside pyplot (so nothing else shows it), at :data:`DPI`, laid out tightly."""
+    return Figure(figsize=(min(width, WIDTH), height), dpi=DPI, layout="constrained")
+
+
+def _cmap(name: str):
+    return matplotlib.colormaps[name]
+
+
+def _legend_below(fig: Figure, ax, ncol: int = 3, **kw) -> None:
+    """One legend for the whole figure, below the axes (never on the data)."""
+    handles, labels = [], []
+    for a in (ax if isinstance(ax, list | tuple) else [ax]):
+        for h, lab in zip(*a.get_legend_handles_labels(), strict=True):
+            if lab not in labels and not lab.startswith("_"):
+                handles.append(h)
+                labels.append(lab)
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=9,
+                   frameon=False, **kw)
+
+
 
 
 def _arr(values) -> np.ndarray:
@@ -52,9 +72,10 @@ def _running_mean(x: np.ndarray, k: int) -> np.ndarray:
 def lrs_opt_figure(result: dict) -> Figure:
     """Left: the LRS-OPT schedule of each seed (dashed: the constant it started from).
     Right: ``f_T`` at each hyper-iteration (thin) and its running mean (thick)."""
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    fig = new_figure(height=3.4)
+    ax1, ax2 = fig.subplots(1, 2)
     s = result["settings"]
-    cmap = plt.get_cmap("viridis")
+    cmap = _cmap("viridis")
     seeds = list(result["lrs_opt"])
     for i, seed in enumerate(seeds):
         r = result["lrs_opt"][seed]
@@ -63,14 +84,13 @@ def lrs_opt_figure(result: dict) -> Figure:
         h = _arr(r["history"])
         ax2.plot(np.arange(1, len(h) + 1), h, color=c, lw=0.6, alpha=0.45)
         ax2.plot(np.arange(1, len(h) + 1), _running_mean(h, max(1, len(h) // 10)), color=c,
-                 lw=2, label=f"seed {seed}")
+                 lw=2)
     ax1.axhline(s["fixed_lr"], color="0.5", ls="--", lw=1, label="initial schedule")
     ax1.set(xlabel="step $t$", ylabel=r"learning rate $\eta_t$",
-            title=f"LRS-OPT schedules after {s['lrs_opt']['iterations']} hyper-iterations")
+            title=f"Schedules after {s['lrs_opt']['iterations']} iterations")
     ax2.set(xlabel="hyper-iteration", ylabel=r"$f_T(\eta)$ (validation loss)",
-            title="LRS-OPT objective (fresh minibatches each iteration)")
-    ax1.legend(fontsize=8)
-    ax2.legend(fontsize=8)
+            title="Objective (fresh minibatches)")
+    _legend_below(fig, ax1, ncol=len(seeds) + 1)
     return fig
 
 
@@ -78,7 +98,8 @@ def schedules_figure(result: dict, seed: str | int, betas: dict[str, float]) -> 
     """The online schedules of one seed (each method at the ``β`` in ``betas``) against the
     LRS-OPT schedule of the same seed (Figure 2, centre)."""
     seed = str(seed)
-    fig, ax = plt.subplots(figsize=(7.5, 4), layout="constrained")
+    fig = new_figure(height=4.2)
+    ax = fig.subplots()
     lo = result["lrs_opt"].get(seed)
     if lo is not None:
         ax.plot(lo["lrs"], color=color("lrs-opt"), lw=2.4, label="LRS-OPT", zorder=5)
@@ -88,10 +109,11 @@ def schedules_figure(result: dict, seed: str | int, betas: dict[str, float]) -> 
         run = result["online"][method][f"{beta:g}"][seed]
         style = dict(ls=":" if run["diverged"] else "-")
         ax.plot(run["lr"], color=color(method), lw=1.5, **style,
-                label=f"{label(method)}, β={beta:g}" + (" (diverged)" if run["diverged"] else ""))
+                label=f"{label(method)}, β = {sci(beta)}"
+                + (" (diverged)" if run["diverged"] else ""))
     ax.set(xlabel="step $t$", ylabel=r"learning rate $\eta_t$",
            title=f"Online schedules against LRS-OPT (seed {seed})")
-    ax.legend(fontsize=8, loc="upper right")
+    _legend_below(fig, ax, ncol=2)
     return fig
 
 
@@ -99,7 +121,8 @@ def accuracy_vs_beta_figure(summary: dict, fixed_acc: float | None = None,
                             lrs_opt_acc: float | None = None) -> Figure:
     """Mean final validation accuracy (± one std over the kept seeds) against ``β``, runs
     below the threshold discarded (Figure 2, right); reference lines for fixed η and LRS-OPT."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    fig = new_figure(height=4.4)
+    ax = fig.subplots()
     for method, rows in summary["methods"].items():
         b, m, sd = np.array(rows["betas"]), _arr(rows["mean"]), _arr(rows["std"])
         ax.plot(b, m, "o-", color=color(method), lw=1.6, label=label(method))
@@ -110,22 +133,22 @@ def accuracy_vs_beta_figure(summary: dict, fixed_acc: float | None = None,
         ax.axhline(lrs_opt_acc, color=color("lrs-opt"), ls="-.", lw=1.2,
                    label="LRS-OPT (reference)")
     ax.set_xscale("log")
-    ax.set(xlabel=r"hyper-learning rate $\beta$ (MARTHE with adaptive β: $\beta_0$)",
+    ax.set(xlabel=r"hyper-learning rate $\beta$ ($\beta_0$ when $\beta$ is adapted)",
            ylabel="final validation accuracy",
            title=f"Accuracy against β (runs below {summary['threshold']:.0%} discarded)")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _legend_below(fig, ax, ncol=2)
     return fig
 
 
 def quality_figure(quality: dict) -> Figure:
     """Online estimates ``Δ_t`` against the exact ``∂f_T/∂η_t`` along the same trajectory.
 
-    Left: along the fixed-η trajectory, the exact hypergradient and ``Δ_t`` for each ``μ``,
+    Top: along the fixed-η trajectory, the exact hypergradient and ``Δ_t`` for each ``μ``,
     each divided by its 90th percentile of magnitudes (values beyond ±3 are off the scale).
-    Right: sign agreement and cosine similarity (without the last tenth of the steps) of every
+    Bottom: sign agreement and cosine similarity (without the last tenth of the steps) of every
     estimator, along that common trajectory (``μ = …``) and along each method's own run."""
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4), layout="constrained",
-                                   gridspec_kw={"width_ratios": [1.3, 1]})
+    fig = new_figure(height=8.0)
+    ax1, ax2 = fig.subplots(2, 1, height_ratios=[1, 1.15])
     rep = quality["replay"]
 
     def scaled(x):
@@ -133,7 +156,7 @@ def quality_figure(quality: dict) -> Figure:
         q = np.nanquantile(np.abs(x[1:]), 0.9) if len(x) > 1 else 0.0
         return x / (q if q > 0 else 1.0)
 
-    cmap = plt.get_cmap("plasma")
+    cmap = _cmap("plasma")
     keys = list(rep["estimates"])
     for i, key in enumerate(keys):
         ax1.plot(scaled(rep["estimates"][key]["estimate"]),
@@ -143,14 +166,14 @@ def quality_figure(quality: dict) -> Figure:
              label=r"exact $\partial f_T/\partial\eta_t$")
     ax1.axhline(0, color="0.6", lw=0.8)
     ax1.set_ylim(-3, 3)
-    ax1.set(xlabel="step $t$", ylabel="value / its 90th percentile of |value|",
+    ax1.set(xlabel="step $t$", ylabel="value / 90th pct. of |value|",
             title=f"Along the fixed-η trajectory (η = {rep['lr']:g})")
-    ax1.legend(fontsize=7, ncol=2)
+    ax1.legend(fontsize=8, ncol=3, loc="upper left", bbox_to_anchor=(0, -0.22), frameon=False)
 
     names, sign, cos = [], [], []
     for key in keys:
         e = rep["estimates"][key]
-        names.append("fixed-η traj.: " + ("adaptive μ" if key == "auto" else f"μ = {key}"))
+        names.append("fixed η: " + ("adaptive μ" if key == "auto" else f"μ = {key}"))
         sign.append(e["sign"])
         cos.append(e["cosine_trim"])
     for method, e in quality["own"].items():
@@ -176,9 +199,11 @@ def quality_figure(quality: dict) -> Figure:
 # ---------------------------------------------------------------------------- chapter 6
 def real_world_figure(task_result: dict, title: str = "", seed: str | int | None = None) -> Figure:
     """The layout of the paper's Figures 3–4: test accuracy and validation loss per epoch
-    (mean over seeds, band = ± one std) and the schedule each method generated (one seed)."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4), layout="constrained")
-    ax_acc, ax_loss, ax_lr = axes
+    (mean over seeds, band = ± one std) and the schedule each method generated (one seed),
+    with one legend for the three panels."""
+    fig = new_figure(height=6.2)
+    axd = fig.subplot_mosaic([["acc", "loss"], ["lr", "legend"]])
+    ax_acc, ax_loss, ax_lr = axd["acc"], axd["loss"], axd["lr"]
     for method, runs in task_result.items():
         ok = [r for r in runs.values() if not r["diverged"]]
         c = color(method)
@@ -203,25 +228,34 @@ def real_world_figure(task_result: dict, title: str = "", seed: str | int | None
     lows = [v for line in ax_lr.get_lines() for v in line.get_ydata() if np.isfinite(v) and v > 0]
     if lows and max(lows) / min(lows) > 100:
         ax_lr.set_yscale("log")
-    ax_acc.legend(fontsize=8, loc="lower right")
+    leg = axd["legend"]
+    leg.axis("off")
+    handles, labels = ax_lr.get_legend_handles_labels()
+    leg.legend(handles, labels, loc="center", fontsize=9, frameon=False,
+               title="method (dotted: diverged)")
     if title:
         fig.suptitle(title)
     return fig
 
 
 # ---------------------------------------------------------------------------- chapter 7
-def sensitivity_figure(result: dict) -> Figure:
+def sensitivity_figure(result: dict, panels: tuple[str, ...] | None = None) -> Figure:
     """Heat maps of the final validation error over ``β`` (columns) × ``μ`` (rows), one per
-    panel of :func:`hypergrad.experiments.run_sensitivity`; grey hatched = every run diverged."""
-    panels = result["panels"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.3),
-                             layout="constrained", squeeze=False)
-    errs = [v for p in panels.values() for row in p["val_error"] for v in row if v is not None]
+    panel of :func:`hypergrad.experiments.run_sensitivity` (``panels``: which ones, default
+    all); grey = every run diverged. The colour scale is shared by all panels of ``result``,
+    so two figures of the same result can be compared cell by cell."""
+    every = result["panels"]
+    names = list(every) if panels is None else list(panels)
+    fig = new_figure(height=4.0 if len(names) == 1 else 3.8)
+    axes = np.atleast_1d(fig.subplots(1, len(names)))
+    errs = [v for p in every.values() for row in p["val_error"] for v in row if v is not None]
     vmin, vmax = (min(errs), max(errs)) if errs else (0.0, 1.0)
-    titles = {"fixed": r"fixed $\mu$ and fixed $\beta$",
+    titles = {"fixed": r"fixed $\mu$, fixed $\beta$",
               "adaptive-beta": r"fixed $\mu$, adaptive $\beta$ ($\kappa$ = KAPPA)"}
     im = None
-    for ax, (name, p) in zip(axes[0], panels.items(), strict=True):
+    small = len(names) > 1
+    for ax, name in zip(axes, names, strict=True):
+        p = every[name]
         E = _arr([v for row in p["val_error"] for v in row]).reshape(len(p["mus"]), len(p["betas"]))
         masked = np.ma.masked_invalid(E)
         ax.set_facecolor("0.85")
@@ -232,14 +266,15 @@ def sensitivity_figure(result: dict) -> Figure:
                     ax.text(j, i, "div.", ha="center", va="center", fontsize=8, color="0.3")
                 else:
                     bright = (E[i, j] - vmin) / max(vmax - vmin, 1e-12) > 0.6
-                    ax.text(j, i, f"{100 * E[i, j]:.1f}", ha="center", va="center", fontsize=8,
-                            color="white" if bright else "black")
-        ax.set_xticks(range(len(p["betas"])), [f"{b:g}" for b in p["betas"]])
+                    ax.text(j, i, f"{100 * E[i, j]:.1f}", ha="center", va="center",
+                            fontsize=7 if small else 9, color="white" if bright else "black")
+        ax.set_xticks(range(len(p["betas"])), [sci(b) for b in p["betas"]],
+                      fontsize=7 if small else 9)
         ax.set_yticks(range(len(p["mus"])),
                       ["adaptive" if m == "auto" else f"{m:g}" for m in p["mus"]])
         ax.set(xlabel=r"$\beta$ ($\beta_0$ when adapted)", ylabel=r"$\mu$",
-               title=titles.get(name, name).replace("KAPPA", f"{p.get('kappa') or 0:g}"))
+               title=titles.get(name, name).replace("KAPPA", sci(p.get("kappa") or 0)))
     if im is not None:
-        fig.colorbar(im, ax=axes[0].tolist(), label="final validation error (%)",
+        fig.colorbar(im, ax=list(axes), label="final validation error (%)",
                      format=FuncFormatter(lambda v, _: f"{100 * v:.0f}"))
     return fig

@@ -18,10 +18,12 @@ the batch ignored: the problems are deterministic and :math:`L_t = E = f`.
   the valley is crossed) and a slope of at most 0.01 along it. ``form="square"`` is the
   quadratic-valley variant :math:`100 u^2 + 0.01 |x_1 + 10|`.
 
-:func:`run_fig1` runs plain gradient descent with HD, RTHO or MARTHE on one of them from a
-fixed start (500 steps, :math:`\eta_0 = 0` by default, as in Figure 1) and returns the
-trajectory, the per-step history and the best objective reached, recording a divergence
-instead of raising it.
+:func:`teacher_student` is the small classification problem that chapters 2–4 check their
+identities on: a one-hidden-layer tanh network (10 inputs, 16 hidden units, 3 classes) on
+synthetic data labelled by a noisy linear teacher, float64.
+
+(Figure 1's experiment itself, gradient descent with HD, RTHO or MARTHE on these functions,
+is :func:`hypergrad.experiments.figure1.run_fig1`.)
 """
 
 from __future__ import annotations
@@ -32,19 +34,13 @@ from typing import NamedTuple
 
 import torch
 
-from hypergrad.dynamics import DivergenceError, sgd
-from hypergrad.online import HD, RTHO, History, Marthe, run_online
-
 __all__ = ["beale", "bukin_smoothed", "smooth_abs", "as_loss", "grid", "Problem", "problem",
-           "PROBLEMS", "make_tuner", "run_fig1", "sweep_fig1", "Fig1Run", "BEALE_MIN",
-           "BUKIN_MIN", "METHODS"]
+           "PROBLEMS", "BEALE_MIN", "BUKIN_MIN", "teacher_student", "TeacherStudent"]
 
 #: The minimiser of the Beale function (its minimum value is 0).
 BEALE_MIN = (3.0, 0.5)
 #: The minimiser of :func:`bukin_smoothed` (its minimum value is 0).
 BUKIN_MIN = (-10.0, 1.0)
-#: The online methods :func:`run_fig1` knows.
-METHODS = ("hd", "rtho", "marthe")
 
 
 def _xy(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,83 +138,62 @@ def problem(name: str) -> Problem:
         raise ValueError(f"unknown problem {name!r}; choose one of {sorted(PROBLEMS)}") from None
 
 
-class Fig1Run(NamedTuple):
-    """One run of :func:`run_fig1`.
+class TeacherStudent(NamedTuple):
+    """The toy problem of chapters 2–4: ``params0`` (``W1, b1, W2, b2``), the training and
+    validation sets, ``net(params, x)`` (logits), ``loss(params, batch)`` (the training
+    cross-entropy ``L_t``) and ``objective(params)`` (the validation cross-entropy ``E``)."""
 
-    ``trajectory``: ``(T+1, 2)`` points ``x_0 … x_T`` (fewer rows when the run diverged: the
-    points up to the last finite step); ``history``: the online method's per-step records
-    (:class:`~hypergrad.online.History`); ``best``: the smallest ``f(x_t)`` over the finite
-    part of the trajectory; ``diverged_at``: the step ``t`` at which the run diverged, or
-    ``None``.
+    params0: dict[str, torch.Tensor]
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor]
+    net: Callable
+    loss: Callable
+    objective: Callable
+
+
+def teacher_student(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64,
+                    seed: int = 0, n_in: int = 10, n_hidden: int = 16, n_classes: int = 3,
+                    n_train: int = 512, n_val: int = 256) -> TeacherStudent:
+    """A one-hidden-layer tanh network on data labelled by a noisy linear teacher.
+
+    ``x ~ N(0, I)``, ``y = argmax(x W* + 0.5 ξ)`` with ``W*, ξ ~ N(0, I)``; the first
+    ``n_train`` examples are the training set, the next ``n_val`` the validation set. The
+    student starts from ``W1 ~ N(0, 1/n_in)``, ``W2 ~ N(0, 1/n_hidden)`` and zero biases.
+    Everything is drawn from one generator seeded with ``seed`` (so the problem is the same
+    on every machine) and then moved to ``device``.
     """
+    import torch.nn.functional as F
 
-    trajectory: torch.Tensor
-    history: History
-    best: float
-    diverged_at: int | None
+    for name, n in (("n_in", n_in), ("n_hidden", n_hidden), ("n_classes", n_classes),
+                    ("n_train", n_train), ("n_val", n_val)):
+        if not (isinstance(n, int) and n > 0):
+            raise ValueError(f"{name} must be a positive integer, got {n!r}")
+    g = torch.Generator().manual_seed(seed)
+    n = n_train + n_val
+    x_all = torch.randn(n, n_in, generator=g, dtype=dtype)
+    teacher = torch.randn(n_in, n_classes, generator=g, dtype=dtype)
+    y_all = (x_all @ teacher + 0.5 * torch.randn(n, n_classes, generator=g, dtype=dtype)
+             ).argmax(1)
+    train = (x_all[:n_train].to(device), y_all[:n_train].to(device))
+    val = (x_all[n_train:].to(device), y_all[n_train:].to(device))
+    params0 = {
+        "W1": (torch.randn(n_in, n_hidden, generator=g, dtype=dtype) / math.sqrt(n_in)
+               ).to(device),
+        "b1": torch.zeros(n_hidden, dtype=dtype, device=device),
+        "W2": (torch.randn(n_hidden, n_classes, generator=g, dtype=dtype)
+               / math.sqrt(n_hidden)).to(device),
+        "b2": torch.zeros(n_classes, dtype=dtype, device=device),
+    }
 
-    @property
-    def diverged(self) -> bool:
-        return self.diverged_at is not None
+    def net(p, x):
+        return torch.tanh(x @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
 
+    def loss(p, batch):
+        x, y = batch
+        return F.cross_entropy(net(p, x), y)
 
-def make_tuner(f: Callable, method: str, beta: float, lr0: float = 0.0,
-               kappa: float | None = None, mu: float | str = "auto") -> Marthe:
-    """The online method ``method`` (``"hd"``, ``"rtho"`` or ``"marthe"`` with discount ``mu``)
-    on plain gradient descent on ``f``."""
-    dyn = sgd(as_loss(f))
-    method = method.lower()
-    if method == "hd":
-        return HD(dyn, lr=lr0, beta=beta, kappa=kappa)
-    if method == "rtho":
-        return RTHO(dyn, lr=lr0, beta=beta, kappa=kappa)
-    if method == "marthe":
-        return Marthe(dyn, lr=lr0, beta=beta, mu=mu, kappa=kappa)
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    def objective(p):
+        return F.cross_entropy(net(p, val[0]), val[1])
 
+    return TeacherStudent(params0, train, val, net, loss, objective)
 
-def run_fig1(f: Callable, start, method: str, beta: float, steps: int = 500, lr0: float = 0.0,
-             kappa: float | None = None, mu: float | str = "auto",
-             max_loss_ratio: float = math.inf) -> Fig1Run:
-    """Figure 1's experiment: ``steps`` steps of gradient descent on ``f`` from ``start``,
-    with the learning rate set online by ``method`` (``"hd"``, ``"rtho"``, ``"marthe"``).
-
-    The objective and the training loss are both ``f`` (float64). The run *diverges* when a
-    value (``f``, its gradient, the hypergradient or ``η``) stops being finite or, if
-    ``max_loss_ratio`` is finite, when ``f(x_t)`` exceeds ``max_loss_ratio × f(x_0)``; the
-    divergence is recorded in ``Fig1Run.diverged_at``, not raised.
-    """
-    x0 = torch.as_tensor(start, dtype=torch.float64).clone()
-    if x0.shape != (2,):
-        raise ValueError(f"start must be a point of the plane, got shape {tuple(x0.shape)}")
-    tuner = make_tuner(f, method, beta, lr0, kappa, mu)
-    points = [x0.clone()]
-    history = History.empty()
-
-    def record(ostate, info):
-        points.append(ostate.state.w["params"]["x"].detach().clone())
-        history.append(info)
-
-    diverged_at = None
-    objective = as_loss(f)
-    try:
-        ostate, _ = run_online(tuner, {"x": x0}, [None] * steps, objective,
-                               max_loss_ratio=max_loss_ratio, callback=record)
-    except DivergenceError as err:
-        diverged_at = err.step
-    trajectory = torch.stack(points)
-    finite = torch.isfinite(trajectory).all(dim=1)
-    if not bool(finite.all()):          # keep the points up to the last finite one
-        trajectory = trajectory[: int((~finite).nonzero()[0])]
-        if diverged_at is None:         # unreachable: run_online checks the losses first
-            diverged_at = len(trajectory) - 1
-    with torch.no_grad():
-        values = f(trajectory)
-    values = values[torch.isfinite(values)]
-    best = float(values.min()) if len(values) else math.inf
-    return Fig1Run(trajectory, history, best, diverged_at)
-
-
-def sweep_fig1(f: Callable, start, methods, betas, **kw) -> dict[str, list[Fig1Run]]:
-    """:func:`run_fig1` for every method and every ``β``: ``{method: [run per β]}``."""
-    return {m: [run_fig1(f, start, m, b, **kw) for b in betas] for m in methods}

@@ -19,6 +19,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from hypergrad.experiments.analysis import sci
+
 __all__ = [
     # Part I
     "new_axes", "as_array", "plot_curves", "plot_schedule", "plot_surface_trajectories",
@@ -27,28 +29,6 @@ __all__ = [
     "sci", "sci_list", "html_table", "shared_legend",
 ]
 
-_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
-
-
-def sci(x: float, digits: int = 2) -> str:
-    """A number as the prose writes it: ``3×10⁻⁷``, ``1.5×10⁻⁶``, ``0.25``, ``12``.
-
-    Numbers between 10⁻³ and 10⁴ are written plainly with ``digits`` significant digits; others
-    as a mantissa (dropped when it is 1) times a power of ten. NaN reads "none", ±inf "∞".
-    """
-    x = float(x)
-    if math.isnan(x):
-        return "none"
-    if math.isinf(x):
-        return "∞" if x > 0 else "−∞"
-    if x == 0 or 1e-3 <= abs(x) < 1e4:
-        return f"{float(f'{x:.{digits}g}'):g}".replace("-", "−")
-    mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
-    mantissa = mantissa.rstrip("0").rstrip(".")
-    power = "10" + str(int(exponent)).translate(_SUPERSCRIPT)
-    if mantissa in ("1", "-1"):
-        return ("−" if mantissa == "-1" else "") + power
-    return f"{mantissa.replace('-', '−')}×{power}"
 
 
 def sci_list(values: Sequence[float], digits: int = 2, empty: str = "none") -> str:
@@ -109,7 +89,7 @@ def shared_legend(fig, axes=None, ncols: int = 4, **kw):
     axes = list(fig.axes if axes is None else np.ravel(axes))
     seen: dict[str, Any] = {}
     for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             if not label.startswith("_"):
                 seen.setdefault(label, handle)
         if ax.get_legend() is not None:
@@ -162,7 +142,7 @@ def plot_surface_trajectories(ax, f, trajectories: Mapping[str, torch.Tensor], x
     ``start`` and ``minimum`` (points) are marked with ``scatter`` (a dot and a star); lines
     leaving the window are clipped.
     """
-    from hypergrad.functions import grid
+    from hypergrad.problems import grid
 
     ax = new_axes(ax)
     X, Y, F = (t.numpy() for t in grid(f, xlim, ylim, n))
@@ -194,7 +174,7 @@ def plot_surface_trajectories(ax, f, trajectories: Mapping[str, torch.Tensor], x
 
 def as_points(traj) -> np.ndarray:
     """``(N, 2)`` float array of a trajectory (a tensor, an array or a
-    :class:`~hypergrad.functions.Fig1Run`)."""
+    :class:`~hypergrad.problems.Fig1Run`)."""
     if hasattr(traj, "trajectory"):
         traj = traj.trajectory
     if isinstance(traj, torch.Tensor):
@@ -206,7 +186,7 @@ def as_points(traj) -> np.ndarray:
 
 
 def _best(value) -> float:
-    """The best objective of a run (a :class:`~hypergrad.functions.Fig1Run` or a number);
+    """The best objective of a run (a :class:`~hypergrad.problems.Fig1Run` or a number);
     NaN when it diverged."""
     if hasattr(value, "best"):
         return math.nan if value.diverged else float(value.best)
@@ -219,7 +199,7 @@ def plot_best_vs_beta(ax, betas: Sequence[float], results: Mapping[str, Sequence
                       title: str | None = None, ylabel: str = "best objective reached"):
     """Best objective against the hyper-learning rate ``β`` (log–log), one line per method.
 
-    ``results``: method → one entry per ``β``, a :class:`~hypergrad.functions.Fig1Run` or a
+    ``results``: method → one entry per ``β``, a :class:`~hypergrad.problems.Fig1Run` or a
     number; a diverged run (or ``None``/NaN) is left out of the line and marked with an ``×``
     at the bottom.
     """

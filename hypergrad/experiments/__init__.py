@@ -1,0 +1,122 @@
+"""The experiments of Part II (chapters 5–7) as plain functions, and their command line.
+
+Three experiments, each a pure function of a settings dict that returns a JSON-serialisable
+dict (lists, numbers, strings, ``None`` for a missing value):
+
+* :func:`run_mnist_schedules` — Section 5: LRS-OPT with the exact hypergradient, the online
+  schedules of HD, RTHO and MARTHE against ``β``, and the quality of the online hypergradient
+  estimates against the exact ``∂f_T/∂η_t`` along the same trajectory;
+* :func:`run_real_world` — Section 6: fixed schedules (exponential decay, staircase, SGDR)
+  against HD (on the training loss), RTHO and MARTHE, on MNIST at quick scale and on
+  CIFAR-10 (VGG-11-BN, SGD-momentum) / CIFAR-100 (ResNet-18, Adam) at paper scale;
+* :func:`run_sensitivity` — Appendix C: MARTHE's final validation error over a ``β × μ`` grid.
+
+Analyses (used by the chapters; they read results and never train): :func:`mnist_claims`,
+:func:`real_world_claims` and :func:`sensitivity_claims` turn each claim of the paper into
+measurements and a verdict, with one rule for "beyond noise" (:func:`compare`: a difference
+counts when it lies outside its 95 % confidence interval over seeds, and is undecided
+otherwise);
+:func:`sci`, :func:`plural` and :func:`md_table` format what the chapters print.
+
+:func:`settings` gives each experiment's settings at a scale (``"tiny"`` for tests,
+``"quick"`` for the book on a CPU, ``"paper"`` for the paper's settings on a GPU).
+
+Resuming
+--------
+A run is cut into *units* (one seed × method × β online run, one LRS-OPT seed, one training
+run). With an output folder, every finished unit is saved to its own JSON file under
+``<out>/units/`` with the settings that determine it; a later call skips the units whose file
+holds the same settings, so an interrupted run resumes without redoing finished work (an
+LRS-OPT unit also resumes *within* the unit, through :func:`hypergrad.lrs_opt.lrs_opt`;
+a training run of :func:`run_real_world` resumes from its last finished epoch). A unit file
+with other settings is recomputed (the old file is kept as ``*.json.stale``).
+
+Command line::
+
+    python -m hypergrad.experiments mnist-schedules --scale paper --out results/ --device cuda
+    python -m hypergrad.experiments real-world --scale paper --out results/ --device cuda
+    python -m hypergrad.experiments sensitivity --scale quick --out results/ --seeds 3
+
+writes ``results/<experiment>/<scale>/results.json`` (settings, results and
+:func:`hypergrad.io.run_metadata`: commit, hardware, versions, wall time) and the unit
+files beside it; the chapters plot ``results.json`` when it is present.
+"""
+
+from hypergrad.experiments.analysis import (  # noqa: F401
+    _SUPERSCRIPT,
+    _T975,
+    FAILS,
+    HOLDS,
+    PAR_MARGIN,
+    UNDECIDED,
+    _acc,
+    _cosine,
+    combine,
+    compare,
+    hypergradient_agreement,
+    linger,
+    md_table,
+    normalised_distance,
+    plural,
+    sci,
+    t975,
+    verdict,
+)
+from hypergrad.experiments.cli import (  # noqa: F401
+    RUNNERS,
+    _check_out,
+    _conform,
+    _device_name,
+    _kind,
+    _positive_int,
+    _set_path,
+    _SettingError,
+    load_or_run,
+    main,
+    run,
+)
+from hypergrad.experiments.mnist_schedules import (  # noqa: F401
+    MnistTask,
+    _lrs_opt_unit,
+    _method_specs,
+    _quality,
+    _task_settings,
+    mnist_claims,
+    run_mnist_schedules,
+    summarize_online,
+)
+from hypergrad.experiments.real_world import (  # noqa: F401
+    MAX_POINTS,
+    _EpochBatches,
+    _make_trainer,
+    _marthe_unit,
+    _rw_data,
+    _rw_model,
+    _select_kappa,
+    _train_unit,
+    real_world_claims,
+    run_real_world,
+    summarize_real_world,
+)
+from hypergrad.experiments.sensitivity import run_sensitivity, sensitivity_claims, sensitivity_grids  # noqa: F401
+from hypergrad.experiments.settings import (  # noqa: F401
+    _MNIST_PAPER_TASK,
+    EXPERIMENTS,
+    LABELS,
+    SCALES,
+    _mnist_schedules_settings,
+    _real_world_settings,
+    _sensitivity_settings,
+    label,
+    settings,
+)
+from hypergrad.experiments.store import (  # noqa: F401
+    UnitStore,
+    _bar,
+    _jsonable,
+    _seed_key,
+    load_results,
+    result_dir,
+)
+
+__all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings', 'UnitStore', 'result_dir', 'load_results', 'hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'normalised_distance', 'linger', 'PAR_MARGIN', 'MnistTask', 'run_mnist_schedules', 'summarize_online', 'mnist_claims', 'MAX_POINTS', 'run_real_world', 'summarize_real_world', 'real_world_claims', 'run_sensitivity', 'sensitivity_grids', 'sensitivity_claims', 'RUNNERS', 'run', 'load_or_run', 'main']

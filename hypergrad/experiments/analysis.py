@@ -1,0 +1,163 @@
+"""The analyses of the chapters' claims: one noise rule (compare/verdict), distances, lingering, and the prose numbers."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ['hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'normalised_distance', 'linger', 'PAR_MARGIN']
+
+
+def _cosine(a: list[float], b: list[float]) -> float | None:
+    x, y = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
+    n = x.norm() * y.norm()
+    return float(x @ y / n) if n > 0 else None
+
+
+def hypergradient_agreement(estimate: list[float], exact: list[float], start: int = 1) -> dict:
+    """How well online estimates ``Δ_t`` agree with the exact ``∂f_T/∂η_t`` (``t ≥ start``).
+
+    ``cosine``: cosine similarity of the two sequences (scale-free; a value near 1 means the
+    estimates point where the exact hypergradient points, step by step). ``sign``: the fraction
+    of steps, among those where both are non-zero, at which they have the same sign, i.e. at
+    which the update ``η_t = η_{t-1} − β Δ_t`` moves ``η_t`` downhill on ``f_T``.
+    ``cosine_trim``: the cosine without the last tenth of the steps, whose exact hypergradient
+    (set by the last few updates alone) is often far larger than the rest and would dominate.
+    """
+    d = torch.tensor(estimate[start:], dtype=torch.float64)
+    g = torch.tensor(exact[start:len(estimate)], dtype=torch.float64)
+    both = (d != 0) & (g != 0)
+    sign = float((torch.sign(d[both]) == torch.sign(g[both])).double().mean()) if both.any() else None
+    keep = len(d) - len(exact) // 10
+    return {"cosine": _cosine(d.tolist(), g.tolist()),
+            "cosine_trim": _cosine(d[:keep].tolist(), g[:keep].tolist()), "sign": sign,
+            "steps": int(both.sum())}
+
+
+# =========================================================================== analyses
+# Measurements and verdicts on the results of Part II, used by chapters 5–7 (book layer: they
+# read results only and never train). A verdict is one of three: the claim holds, it does not
+# hold, or the scale cannot decide it. The rule for "beyond noise" is stated once, in
+# :func:`compare` (a 95 % confidence interval over seeds), so that a verdict cannot flip on a
+# difference that the seeds cannot resolve.
+HOLDS, FAILS, UNDECIDED = 1, -1, 0
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def sci(x: float | None, digits: int = 3) -> str:
+    """A number as the book prints it: ``3e-07`` → ``3×10⁻⁷``, ``1e-05`` → ``10⁻⁵``, ``0.25``
+    → ``0.25``, ``1234`` → ``1230`` (plain when ``0.01 ≤ |x| < 10⁴``, with ``digits``
+    significant digits); ``None`` and NaN read "—", ±inf "∞"."""
+    if x is None or math.isnan(x := float(x)):
+        return "—"
+    if math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    if x == 0 or 1e-2 <= abs(x) < 1e4:
+        return f"{float(f'{x:.{digits}g}'):g}".replace("-", "−")
+    mant, exp = f"{x:.{digits - 1}e}".split("e")
+    mant = mant.rstrip("0").rstrip(".") if "." in mant else mant
+    power = "10" + str(int(exp)).translate(_SUPERSCRIPT)
+    if mant in ("1", "-1"):
+        return ("−" if mant == "-1" else "") + power
+    return f"{mant.replace('-', '−')}×{power}"
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``"1 seed"``, ``"2 seeds"``."""
+    return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
+def md_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown (GFM) table; cells are converted with ``str``."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+#: Two-sided 95 % quantiles of Student's t by degrees of freedom (2.0 beyond 30).
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+         9: 2.262, 10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042}
+
+
+def t975(dof: int) -> float:
+    """The two-sided 95 % quantile of Student's t with ``dof`` degrees of freedom (a table;
+    for a ``dof`` between its entries, the next smaller entry's, i.e. the more cautious)."""
+    if dof < 1:
+        return math.inf
+    return _T975[max(k for k in _T975 if k <= dof)] if dof <= 30 else 2.0
+
+
+def compare(diffs, reference=None) -> dict:
+    """Is ``mean(diffs)`` (minus ``mean(reference)``, unpaired, when given) beyond noise?
+
+    The rule of Part II: a difference counts when it lies outside its 95 % confidence
+    interval around zero, ``t × se``, with ``se`` the standard error over seeds (sample
+    standard deviation / √n; for two unpaired groups the two errors add in quadrature) and
+    ``t`` Student's quantile with ``n − 1`` degrees of freedom (the smaller group's). With two
+    seeds ``t`` is 12.7: only a large effect on which both seeds agree counts, so that a
+    verdict cannot flip on the run-to-run noise of float arithmetic. With fewer than two
+    values per group the noise cannot be estimated and the answer is :data:`UNDECIDED`.
+    Returns ``{"mean", "se", "t", "n", "sign"}`` with ``sign`` +1 (above zero beyond noise),
+    −1 (below) or 0 (within noise, or undecidable).
+    """
+    a = [float(x) for x in diffs if x is not None and math.isfinite(float(x))]
+    groups = [a] if reference is None else [
+        a, [float(x) for x in reference if x is not None and math.isfinite(float(x))]]
+    if any(len(g) == 0 for g in groups):
+        return {"mean": float("nan"), "se": float("nan"), "t": math.inf, "n": len(a),
+                "sign": UNDECIDED}
+    mean = sum(groups[0]) / len(groups[0]) - (
+        sum(groups[1]) / len(groups[1]) if len(groups) > 1 else 0.0)
+    if any(len(g) < 2 for g in groups):
+        return {"mean": mean, "se": float("nan"), "t": math.inf, "n": len(a),
+                "sign": UNDECIDED}
+    var = 0.0
+    for g in groups:
+        m = sum(g) / len(g)
+        var += sum((x - m) ** 2 for x in g) / (len(g) - 1) / len(g)
+    se = math.sqrt(var)
+    t = t975(min(len(g) for g in groups) - 1)
+    sign = HOLDS if mean - t * se > 0 else FAILS if mean + t * se < 0 else UNDECIDED
+    return {"mean": mean, "se": se, "t": t, "n": len(a), "sign": sign}
+
+
+def combine(signs) -> int:
+    """All parts hold → holds; any part fails → fails; otherwise undecided."""
+    signs = list(signs)
+    if any(s == FAILS for s in signs):
+        return FAILS
+    return HOLDS if signs and all(s == HOLDS for s in signs) else UNDECIDED
+
+
+def verdict(sign: int, undecided: str = "cannot be decided at this scale") -> str:
+    return {HOLDS: "holds here", FAILS: "does not hold here", UNDECIDED: undecided}[sign]
+
+
+def _acc(run: dict) -> float:
+    """A run's final validation accuracy for paired comparisons: 0 when it diverged."""
+    return 0.0 if run.get("diverged") or run.get("val_acc") is None else float(run["val_acc"])
+
+
+def normalised_distance(a, b) -> float:
+    """RMS difference of two schedules, each divided by its mean (their shapes, not scales);
+    ``nan`` when a schedule is all zero."""
+    x = torch.tensor(a, dtype=torch.float64)
+    y = torch.tensor(b, dtype=torch.float64)
+    if x.mean() <= 0 or y.mean() <= 0:
+        return float("nan")
+    return float(((x / x.mean() - y / y.mean()) ** 2).mean().sqrt())
+
+
+def linger(lr) -> float:
+    """How much a schedule lingers: the mean of its last tenth over its maximum (1 = it never
+    came down from its peak, 0 = it ends at zero)."""
+    x = torch.tensor(lr, dtype=torch.float64)
+    peak = float(x.max())
+    return float(x[-max(1, len(x) // 10):].mean()) / peak if peak > 0 else float("nan")
+
+
+#: "On par" (chapter 6): a gap in test accuracy below half a point never counts as worse.
+PAR_MARGIN = 0.005

@@ -1,0 +1,282 @@
+"""The command line: ``python -m hypergrad.experiments {mnist-schedules,real-world,sensitivity} --scale … --out …``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from hypergrad.experiments.mnist_schedules import run_mnist_schedules
+from hypergrad.experiments.real_world import run_real_world
+from hypergrad.experiments.sensitivity import run_sensitivity
+from hypergrad.experiments.settings import EXPERIMENTS, SCALES, settings
+from hypergrad.experiments.store import _jsonable, load_results, result_dir
+from hypergrad.io import atomic_write_json, run_metadata
+
+__all__ = ['RUNNERS', 'run', 'load_or_run', 'main']
+
+
+# =========================================================================== files and CLI
+RUNNERS = {"mnist-schedules": run_mnist_schedules, "real-world": run_real_world,
+           "sensitivity": run_sensitivity}
+
+
+def run(experiment: str, s: dict | None = None, scale: str = "quick",
+        out_dir: str | os.PathLike | None = None, device="cpu", progress: bool = True) -> dict:
+    """Run ``experiment`` (settings ``s``, default those of ``scale``); with ``out_dir``, resume
+    from its unit files and write ``results.json`` there (settings, results, metadata)."""
+    s = settings(experiment, scale) if s is None else s
+    start = time.perf_counter()
+    result = RUNNERS[experiment](s, out_dir=out_dir, device=device, progress=progress)
+    result["meta"] = run_metadata(time.perf_counter() - start)
+    result["meta"]["device"] = str(device)
+    if out_dir is not None:
+        atomic_write_json(Path(out_dir) / "results.json", _jsonable(result))
+    return result
+
+
+def load_or_run(experiment: str, scale: str, root: str | os.PathLike = "results", device="cpu",
+                progress: bool = True, prefer: tuple[str, ...] = ("paper",)) -> dict:
+    """What a chapter shows: saved results of a scale in ``prefer`` (paper first) if any are
+    present under ``root``, else those of ``scale``, else a fresh run at ``scale`` (not saved).
+    """
+    for sc in (*prefer, scale):
+        found = load_results(experiment, sc, root)
+        if found is not None:
+            found.setdefault("meta", {})["loaded_from"] = str(result_dir(root, experiment, sc))
+            return found
+    return run(experiment, scale=scale, device=device, progress=progress)
+
+
+class _SettingError(ValueError):
+    """A ``--set`` that names no setting or gives it a value of the wrong kind."""
+
+
+def _kind(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true/false"
+    if isinstance(v, int | float):
+        return "a number"
+    return {str: "a string", list: "a list", dict: "an object"}.get(type(v), type(v).__name__)
+
+
+def _conform(key: str, old, new) -> None:
+    """Refuse a ``--set`` value that cannot stand where ``old`` stands in the settings: another
+    kind of JSON value (a string where a number or list goes, a float where an integer goes),
+    a non-finite number, a negative one where the default is >= 0, zero or less where an integer
+    default is positive (sizes, counts, steps), an empty list where the default has entries, an
+    object with other keys. ``null`` is accepted where the default is ``null`` or a float (e.g.
+    ``lrs_opt.max_lr=null``: no cap); a number where the default is a string (``"best"``,
+    ``"auto"``)."""
+    def bad(why):
+        raise _SettingError(f"{key}={json.dumps(new)}: {why}")
+
+    if old is None:
+        return
+    if isinstance(new, float) and not math.isfinite(new):
+        bad("must be finite")
+    if isinstance(old, bool):
+        if not isinstance(new, bool):
+            bad(f"must be true or false (default {json.dumps(old)})")
+    elif isinstance(old, int | float):
+        if new is None and isinstance(old, float):
+            return
+        if isinstance(new, bool) or not isinstance(new, int | float):
+            bad(f"must be a number, not {_kind(new)} (default {json.dumps(old)})")
+        if isinstance(old, int) and not isinstance(new, int):
+            bad(f"must be an integer (default {old})")
+        if old > 0 and isinstance(old, int) and new <= 0:
+            bad(f"must be a positive integer (default {old})")
+        if old >= 0 and new < 0:
+            bad(f"must be >= 0 (default {json.dumps(old)})")
+    elif isinstance(old, str):
+        if not isinstance(new, str) and (isinstance(new, bool) or not isinstance(new, int | float)):
+            bad(f"must be a string or a number, not {_kind(new)} (default {json.dumps(old)})")
+        if isinstance(new, int | float) and new < 0:
+            bad("must be >= 0")
+    elif isinstance(old, list):
+        if not isinstance(new, list):
+            hint = " (not valid JSON)" if isinstance(new, str) else ""
+            bad(f"must be a JSON list{hint}, like the default {json.dumps(old)}")
+        if old and not new:
+            bad(f"must not be empty (default {json.dumps(old)})")
+        for i, item in enumerate(new):
+            errors = []
+            for ref in old:
+                try:
+                    _conform(f"{key}.{i}", ref, item)
+                    break
+                except _SettingError as e:
+                    errors.append(str(e))
+            else:
+                if old:
+                    raise _SettingError(errors[0])
+    elif isinstance(old, dict):
+        if not isinstance(new, dict):
+            bad(f"must be a JSON object with the keys {sorted(old)}")
+        if old and set(new) != set(old):
+            bad(f"must have exactly the keys {sorted(old)}; to change one, use "
+                f"--set {key}.<key>=<value>")
+        for k in new:
+            if k in old:
+                _conform(f"{key}.{k}", old[k], new[k])
+
+
+def _set_path(d: dict, dotted: str, value) -> None:
+    """Set the setting at the dotted path ``dotted`` (list items by index) to ``value``, after
+    checking that the path exists and that ``value`` fits there (see :func:`_conform`)."""
+    keys = dotted.split(".")
+    if not dotted or "" in keys:
+        raise _SettingError(f"{dotted!r} is not a setting path (KEY or KEY.SUBKEY, e.g. T or "
+                            f"online.betas)")
+    if keys[0] in ("experiment", "scale"):
+        raise _SettingError(f"{keys[0]} is chosen by the command line, not by --set")
+    node, path = d, []
+    for k in keys:
+        where = ".".join(path) or "the settings"
+        if isinstance(node, dict):
+            if k not in node:
+                raise _SettingError(f"unknown setting {dotted!r}: {where} has no {k!r} (it has "
+                                    f"{', '.join(sorted(map(str, node)))})")
+            parent, index = node, k
+        elif isinstance(node, list):
+            if not k.isdigit() or int(k) >= len(node):
+                raise _SettingError(f"unknown setting {dotted!r}: {where} is a list of "
+                                    f"{len(node)}, index {k!r} is not in 0..{len(node) - 1}")
+            parent, index = node, int(k)
+        else:
+            raise _SettingError(f"unknown setting {dotted!r}: {where} is {_kind(node)} "
+                                f"({json.dumps(node)}), it has no {k!r}")
+        node = parent[index]
+        path.append(k)
+    _conform(dotted, node, value)
+    parent[index] = value
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {n}")
+    return n
+
+
+def _device_name(text: str) -> str:
+    """argparse type: a device string torch understands (availability is checked later)."""
+    try:
+        torch.device(text)
+    except (RuntimeError, ValueError) as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device: use cpu, cuda or cuda:N "
+                                         f"({e})") from None
+    if torch.device(text).type == "meta":
+        raise argparse.ArgumentTypeError("the meta device holds no data: use cpu or cuda")
+    return text
+
+
+def _check_out(p: argparse.ArgumentParser, out: Path) -> None:
+    """A usage error unless ``out`` can be created and written."""
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        p.error(f"argument --out: cannot write into {out} ({e.strerror or e})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line (``python -m hypergrad.experiments -h``). Every argument is checked
+    before anything runs: a bad one is a usage error (exit status 2) naming it; an error of the
+    data or the files during the run is one line on stderr (exit status 1)."""
+    p = argparse.ArgumentParser(
+        prog="python -m hypergrad.experiments",
+        description="Run a Part II experiment at any scale and save it as JSON (resumable).")
+    p.add_argument("experiment", choices=EXPERIMENTS)
+    p.add_argument("--scale", choices=SCALES, default="quick")
+    p.add_argument("--out", default="results",
+                   help="results root; the run goes to <out>/<experiment>/<scale>/")
+    p.add_argument("--device", default=None, type=_device_name,
+                   help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--seeds", type=_positive_int, default=None,
+                   help="number of seeds (online runs / training runs / grid runs)")
+    p.add_argument("--lrs-opt-seeds", type=_positive_int, default=None,
+                   help="mnist-schedules: number of LRS-OPT seeds")
+    p.add_argument("--lrs-opt-iterations", type=_positive_int, default=None,
+                   help="mnist-schedules: LRS-OPT iterations")
+    p.add_argument("--tasks", default=None, help="real-world: comma-separated task names")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                   help="override a setting, e.g. --set T=100 --set online.betas=[1e-3]")
+    p.add_argument("--print-settings", action="store_true", help="print the settings and exit")
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+
+    s = settings(a.experiment, a.scale)
+    for flag, value in (("--lrs-opt-seeds", a.lrs_opt_seeds),
+                        ("--lrs-opt-iterations", a.lrs_opt_iterations)):
+        if value is not None and a.experiment != "mnist-schedules":
+            p.error(f"argument {flag}: applies to mnist-schedules only, not {a.experiment}")
+    if a.tasks is not None and a.experiment != "real-world":
+        p.error(f"argument --tasks: applies to real-world only, not {a.experiment}")
+    if a.seeds is not None:
+        if a.experiment == "mnist-schedules":
+            s["online"]["seeds"] = list(range(a.seeds))
+        else:
+            s["seeds"] = list(range(a.seeds))
+    if a.lrs_opt_seeds is not None:
+        s["lrs_opt"]["seeds"] = list(range(a.lrs_opt_seeds))
+    if a.lrs_opt_iterations is not None:
+        s["lrs_opt"]["iterations"] = a.lrs_opt_iterations
+    if a.tasks is not None:
+        names = [n.strip() for n in a.tasks.split(",")]
+        known = [t["name"] for t in s["tasks"]]
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            p.error(f"argument --tasks: unknown task {', '.join(map(repr, unknown))} at scale "
+                    f"{a.scale} (choose from {', '.join(known)})")
+        s["tasks"] = [t for t in s["tasks"] if t["name"] in names]
+    for item in a.set:
+        key, eq, raw = item.partition("=")
+        if not eq:
+            p.error(f"argument --set: expected KEY=JSON, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        try:
+            _set_path(s, key.strip(), value)
+        except _SettingError as e:
+            p.error(f"argument --set: {e}")
+    if a.print_settings:
+        print(json.dumps(s, indent=1))
+        return 0
+    from hypergrad.data import DataError, _check_device
+    from hypergrad.runtime import pick_device
+
+    try:
+        device = pick_device(_check_device(a.device, "--device"))
+    except ValueError as e:
+        p.error(f"argument {e}")
+    out = result_dir(a.out, a.experiment, a.scale)
+    _check_out(p, out)
+    try:
+        result = run(a.experiment, s, out_dir=out, device=device, progress=not a.no_progress)
+    except (DataError, OSError) as e:  # missing or corrupt data, unwritable files: no traceback
+        print(f"{p.prog}: error: {e}", file=sys.stderr)
+        return 1
+    u = result.get("units", {})
+    print(f"{a.experiment} ({a.scale}) on {device}: {u.get('computed', 0)} units computed, "
+          f"{u.get('loaded', 0)} loaded, {result['meta']['wall_time_s']:.1f} s -> "
+          f"{out / 'results.json'}")
+    return 0

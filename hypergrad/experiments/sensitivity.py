@@ -1,0 +1,142 @@
+"""Appendix C: MARTHE's final validation error over a β × μ grid (adaptive rules off: the fixed-β panel is the main one)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from hypergrad.experiments.analysis import combine, compare
+from hypergrad.experiments.mnist_schedules import MnistTask, _task_settings
+from hypergrad.experiments.store import UnitStore, _bar, _jsonable
+
+__all__ = ['run_sensitivity', 'sensitivity_grids', 'sensitivity_claims']
+
+
+# =========================================================================== Appendix C
+def run_sensitivity(s: dict, out_dir: str | os.PathLike | None = None, device="cpu",
+                    progress: bool = True, store: UnitStore | None = None) -> dict:
+    """Appendix C on the MNIST task: MARTHE's final validation error over ``β × μ``.
+
+    Two panels: ``"fixed"`` — fixed ``β`` and fixed ``μ`` (no adaptation; ``μ = "auto"`` is the
+    adaptive-``μ`` row for comparison); ``"adaptive-beta"`` — the same grid with ``β``
+    adapted from ``β_0`` by ``κ`` (fixed). Returns ``{"settings", "panels": {panel: {"betas",
+    "mus", "val_error": [[mean over seeds or None]], "diverged": [[count]], "runs": {...}}}}``.
+    """
+    s = _jsonable(s)
+    store = store or UnitStore(out_dir)
+    task = MnistTask(s, device)
+    base = _task_settings(s)
+    betas, mus = [float(b) for b in s["betas"]], s["mus"]
+    panels = {"fixed": None, "adaptive-beta": s["kappa"]}
+    out = {"settings": s, "panels": {}}
+    with _bar(len(panels) * len(betas) * len(mus) * len(s["seeds"]), "grid runs", progress) as bar:
+        for panel, kappa in panels.items():
+            err = [[None] * len(betas) for _ in mus]
+            div = [[0] * len(betas) for _ in mus]
+            runs = {}
+            for i, mu in enumerate(mus):
+                for j, beta in enumerate(betas):
+                    vals = []
+                    for seed in s["seeds"]:
+                        key = f"{'auto' if mu == 'auto' else format(float(mu), 'g')}"
+                        name = f"sens_{panel}_mu{key}_beta{beta:g}_seed{seed}"
+                        unit = {**base, "panel": panel, "mu": mu, "beta": beta, "seed": seed,
+                                "kappa": kappa, "lr0": s["lr0"]}
+
+                        def compute(mu=mu, beta=beta, seed=seed, kappa=kappa):
+                            r = task.online(task.init_params(seed), task.batches(seed), s["lr0"],
+                                            beta, mu, kappa)
+                            keep = ("diverged", "diverged_at", "val_loss", "val_acc", "test_acc")
+                            return {**{k: r[k] for k in keep}, "lr": r["lr"], "mu_mean": (
+                                sum(r["mu"]) / len(r["mu"]) if r["mu"] else None)}
+
+                        r = store.get(name, unit, compute)
+                        runs[name] = r
+                        if r["diverged"]:
+                            div[i][j] += 1
+                        else:
+                            vals.append(1.0 - r["val_acc"])
+                        bar.update()
+                    err[i][j] = sum(vals) / len(vals) if vals else None
+            out["panels"][panel] = {"kappa": kappa, "betas": betas, "mus": mus, "val_error": err,
+                                    "diverged": div, "runs": runs}
+    out["units"] = {"computed": store.computed, "loaded": store.loaded}
+    return out
+
+
+def sensitivity_grids(res: dict, panel: str) -> torch.Tensor:
+    """Per-seed final validation error of a panel, ``[seed, μ, β]`` (``nan`` = diverged)."""
+    s, p = res["settings"], res["panels"][panel]
+    E = torch.full((len(s["seeds"]), len(p["mus"]), len(p["betas"])), float("nan"),
+                   dtype=torch.float64)
+    for i, mu in enumerate(p["mus"]):
+        key = "auto" if mu == "auto" else format(float(mu), "g")
+        for j, beta in enumerate(p["betas"]):
+            for n, seed in enumerate(s["seeds"]):
+                r = p["runs"][f"sens_{panel}_mu{key}_beta{beta:g}_seed{seed}"]
+                if not r["diverged"]:
+                    E[n, i, j] = 1.0 - r["val_acc"]
+    return E
+
+
+def sensitivity_claims(res: dict) -> dict:
+    """Chapter 7: what the β × μ grids say, each reading paired over seeds."""
+    s = res["settings"]
+    mus, betas = s["mus"], [float(b) for b in s["betas"]]
+    fixed_rows = [i for i, m in enumerate(mus) if m != "auto"]
+    auto = mus.index("auto") if "auto" in mus else None
+    out = {"panels": {}}
+    for panel in res["panels"]:
+        E = sensitivity_grids(res, panel)
+        M = torch.tensor([[float("nan") if v is None else v for v in row]
+                          for row in res["panels"][panel]["val_error"]], dtype=torch.float64)
+        finite = torch.nan_to_num(M, nan=float("inf"))
+        i, j = divmod(int(finite.argmin()), M.shape[1])
+        out["panels"][panel] = {"best": float(M[i, j]), "best_mu": mus[i], "best_beta": betas[j],
+                                "near": int((M <= M[i, j] + 0.02).sum()),
+                                "n_div": int(M.isnan().sum()), "E": E}
+    F = out["panels"]["fixed"]["E"].nan_to_num(nan=1.0)       # diverged = 100 % error
+    # neither end (HD: μ = 0, RTHO: μ = 1) is the best fixed μ: each row's best error over β,
+    # per seed (a row's best cell, not its mean, so that whether a run at the edge of
+    # stability diverges, a chaotic outcome, does not decide the reading)
+    row_mean = F.min(2).values                                  # [seed, μ]
+    inner = [i for i in fixed_rows if 0 < float(mus[i]) < 1]
+    ends = [i for i in fixed_rows if float(mus[i]) in (0.0, 1.0)]
+    mean_rows = row_mean.mean(0)
+    best_row = min(fixed_rows, key=lambda i: float(mean_rows[i]))
+    if inner and ends:
+        bi = min(inner, key=lambda i: float(mean_rows[i]))
+        be = min(ends, key=lambda i: float(mean_rows[i]))
+        interior = compare((row_mean[:, be] - row_mean[:, bi]).tolist())
+    else:
+        interior = compare([])
+    out["interior"] = {"best_row_mu": mus[best_row], "cmp": interior, "v": interior["sign"]}
+    # the band of good β moves to smaller β as μ grows (per seed: log10 of the best β)
+    lo_mu = min(fixed_rows, key=lambda i: float(mus[i]))
+    hi_mu = max((i for i in fixed_rows if float(mus[i]) < 1), key=lambda i: float(mus[i]))
+    logb = torch.log10(torch.tensor(betas, dtype=torch.float64))
+    shift = [float(logb[int(F[n, lo_mu].argmin())] - logb[int(F[n, hi_mu].argmin())])
+             for n in range(F.shape[0])]
+    band = compare(shift)
+    out["band"] = {"lo_mu": mus[lo_mu], "hi_mu": mus[hi_mu], "decades": shift, "cmp": band,
+                   "v": band["sign"],
+                   "lo_beta": betas[int(F[:, lo_mu].mean(0).argmin())],
+                   "hi_beta": betas[int(F[:, hi_mu].mean(0).argmin())]}
+    if auto is not None:
+        best_fixed = F[:, fixed_rows].mean(0).argmin(0)          # per β, from the seed mean
+        gaps = [compare([0.01 - float(F[n, auto, j] - F[n, fixed_rows[int(best_fixed[j])], j])
+                         for n in range(F.shape[0])]) for j in range(len(betas))]
+        out["auto"] = {"gap": [c["mean"] for c in gaps], "v": combine(c["sign"] for c in gaps)}
+        if "adaptive-beta" in res["panels"]:
+            A = out["panels"]["adaptive-beta"]["E"].nan_to_num(nan=1.0)
+            r_fix = (F[:, auto].max(1).values - F[:, auto].min(1).values).tolist()
+            r_ad = (A[:, auto].max(1).values - A[:, auto].min(1).values).tolist()
+            flat = compare([a - b for a, b in zip(r_fix, r_ad, strict=True)])
+            out["flat"] = {"range_fixed": r_fix, "range_adaptive": r_ad, "cmp": flat,
+                           "v": flat["sign"]}
+    large = [i for i in fixed_rows if float(mus[i]) >= 0.9]
+    out["div_large"] = {p: int(out["panels"][p]["E"][:, large].isnan().sum())
+                        for p in res["panels"]}
+    out["runs_per_panel"] = len(mus) * len(betas) * len(s["seeds"])
+    return out

@@ -1,0 +1,193 @@
+"""Finished units as small JSON files, resumable runs, and reading saved results."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from hypergrad.io import atomic_write_json, run_metadata
+from hypergrad.lrs_opt import LrsOptResult
+
+__all__ = ['UnitStore', 'result_dir', 'load_results']
+
+
+# =========================================================================== unit store
+def _jsonable(obj):
+    """``obj`` with tuples as lists, tensors as lists and non-finite floats as ``None``."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str | int):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if hasattr(obj, "item"):
+        return _jsonable(obj.item())
+    raise TypeError(f"cannot store {type(obj).__name__} in JSON")
+
+
+class UnitStore:
+    """Finished units as small JSON files in ``folder/units/`` (nothing is stored without one).
+
+    ``get`` returns a unit's stored result when its file holds the same settings, and
+    otherwise computes, stores and returns it; ``computed``/``loaded`` count both cases.
+    """
+
+    def __init__(self, folder: str | os.PathLike | None):
+        self.folder = None if folder is None else Path(folder)
+        self.computed = 0
+        self.loaded = 0
+        self.memory: dict[str, tuple[dict, dict]] = {}   # units of this session
+        #: seconds each unit took when it was computed (read back from its file when loaded;
+        #: ``None`` when not recorded)
+        self.wall: dict[str, float | None] = {}
+
+    @staticmethod
+    def read_json(path: Path):
+        """The JSON in ``path``, or ``None`` when it cannot be read as JSON (truncated, binary,
+        a folder)."""
+        try:
+            return json.loads(path.read_text())
+        except (ValueError, OSError):
+            return None
+
+    @staticmethod
+    def set_aside(path: Path) -> Path:
+        """Rename ``path`` to ``<path>.stale`` (``.stale.1``, … if taken): nothing is lost."""
+        target, i = path.with_name(path.name + ".stale"), 0
+        while target.exists():
+            i += 1
+            target = path.with_name(f"{path.name}.stale.{i}")
+        os.replace(path, target)
+        return target
+
+    def path(self, name: str, suffix: str = ".json") -> Path | None:
+        return None if self.folder is None else self.folder / "units" / f"{name}{suffix}"
+
+    def lookup(self, name: str, unit_settings: dict):
+        """The stored result, or ``None`` (a file with other settings is moved aside)."""
+        if name in self.memory and self.memory[name][0] == unit_settings:
+            return self.memory[name][1]
+        path = self.path(name)
+        if path is None or not path.exists():
+            return None
+        data = self.read_json(path)
+        if (isinstance(data, dict) and data.get("settings") == unit_settings
+                and isinstance(data.get("result"), dict)):
+            self.wall.setdefault(name, (data.get("meta") or {}).get("wall_time_s"))
+            return data["result"]
+        self.set_aside(path)   # truncated, foreign or of other settings: recomputed, kept aside
+        return None
+
+    def partial(self, name: str, settings: dict) -> Path | None:
+        """Where the unit ``name`` keeps its LRS-OPT progress (:class:`LrsOptResult` JSON,
+        ``<name>.partial.json``), ``None`` without a folder. A file there that cannot be
+        resumed — truncated, foreign, malformed, or saved without the items of ``settings`` —
+        is moved aside as ``*.stale``, like a unit file, so that the unit starts afresh."""
+        path = self.path(name, ".partial.json")
+        if path is None or not path.exists():
+            return path
+        data = self.read_json(path)
+        saved = data.get("settings") if isinstance(data, dict) else None
+        ok = isinstance(saved, dict) and all(k in saved and saved[k] == v
+                                             for k, v in settings.items())
+        if ok:
+            try:
+                saved = LrsOptResult(**data)
+            except TypeError:
+                ok = False
+            else:
+                number = (int, float)
+                ok = (isinstance(saved.iterations, int) and not isinstance(saved.iterations, bool)
+                      and saved.iterations >= 0 and isinstance(saved.lrs, list) and saved.lrs
+                      and all(isinstance(v, number) and not isinstance(v, bool) for v in saved.lrs)
+                      and isinstance(saved.history, list) and isinstance(saved.meta, dict))
+        if not ok:
+            self.set_aside(path)
+        return path
+
+    def checkpoint(self, name: str, unit_settings: dict) -> Path | None:
+        """Where the unit ``name`` keeps its training checkpoint (``<name>.ckpt.pt``), ``None``
+        without a folder. The checkpoint is tagged with the unit's settings
+        (``<name>.ckpt.json``, written here): a checkpoint of other settings, without a tag, or
+        that cannot be loaded is moved aside as ``*.stale`` (with its tag), so that a run is
+        never resumed from another run's state; :meth:`get` removes the tag once the unit is
+        stored."""
+        path, tag = self.path(name, ".ckpt.pt"), self.path(name, ".ckpt.json")
+        if path is None:
+            return None
+        unit_settings = _jsonable(unit_settings)
+        if path.exists():
+            ok = self.read_json(tag) == {"settings": unit_settings}
+            if ok:
+                try:
+                    saved = torch.load(path, weights_only=False, map_location="cpu")
+                    ok = isinstance(saved, dict) and "trainer" in saved and "epoch" in saved
+                except Exception:  # truncated or foreign: torch raises many kinds
+                    ok = False
+            if not ok:
+                self.set_aside(path)
+                if tag.exists():
+                    self.set_aside(tag)
+        atomic_write_json(tag, {"settings": unit_settings})
+        return path
+
+    def get(self, name: str, unit_settings: dict, compute: Callable[[], dict]) -> dict:
+        unit_settings = _jsonable(unit_settings)
+        found = self.lookup(name, unit_settings)
+        if found is not None:
+            if name not in self.memory:
+                self.loaded += 1
+            self.memory[name] = (unit_settings, found)
+            return found
+        start = time.perf_counter()
+        result = _jsonable(compute())
+        self.memory[name] = (unit_settings, result)
+        self.wall[name] = time.perf_counter() - start
+        if self.folder is not None:
+            atomic_write_json(self.path(name), {
+                "settings": unit_settings, "result": result,
+                "meta": run_metadata(self.wall[name])})
+            self.path(name, ".ckpt.json").unlink(missing_ok=True)   # see checkpoint()
+        self.computed += 1
+        return result
+
+
+def _bar(total: int, desc: str, progress: bool):
+    """A plain-text tqdm bar on stderr (no widget), or a no-op."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not progress, file=sys.stderr,
+                dynamic_ncols=False, ncols=90, mininterval=1.0)
+
+
+def _seed_key(*parts: int) -> int:
+    """A deterministic generator seed from a few small integers."""
+    key = 0
+    for p in parts:
+        key = key * 1_000_003 + int(p)
+    return key % (2**63 - 1)
+
+
+def result_dir(root: str | os.PathLike, experiment: str, scale: str) -> Path:
+    """``<root>/<experiment>/<scale>``: where the command line writes an experiment."""
+    return Path(root) / experiment / scale
+
+
+def load_results(experiment: str, scale: str, root: str | os.PathLike = "results") -> dict | None:
+    """``<root>/<experiment>/<scale>/results.json`` if it exists, else ``None``."""
+    path = result_dir(root, experiment, scale) / "results.json"
+    if not path.exists():
+        return None
+    with open(path) as f:
+        return json.load(f)

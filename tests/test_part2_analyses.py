@@ -1,0 +1,159 @@
+"""The analyses of Part II (measurements and verdicts read off results) and their rule."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hypergrad import experiments as ex
+from hypergrad.data import data_root
+from hypergrad.schedules import FIXED_SCHEDULES
+
+HAS_MNIST = (data_root() / "mnist" / "t10k-images-idx3-ubyte.gz").exists()
+needs_mnist = pytest.mark.skipif(not HAS_MNIST, reason="MNIST files not found in $HYPERGRAD_DATA")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ----------------------------------------------------------------------------- formatting
+@pytest.mark.parametrize(("x", "text"), [
+    (3e-7, "3×10⁻⁷"), (1e-5, "10⁻⁵"), (2.5e-4, "2.5×10⁻⁴"), (-1e-3, "−10⁻³"), (0.25, "0.25"),
+    (0.0, "0"), (0.3, "0.3"), (12345.0, "1.23×10⁴"), (None, "—"), (math.inf, "∞")])
+def test_sci(x, text):
+    assert ex.sci(x) == text
+
+
+def test_plural_and_table():
+    assert ex.plural(1, "seed") == "1 seed" and ex.plural(2, "seed") == "2 seeds"
+    assert ex.plural(0, "run") == "0 runs"
+    table = ex.md_table(["a", "b"], [[1, "x"], [2.5, None]])
+    assert table.splitlines() == ["| a | b |", "|---|---|", "| 1 | x |", "| 2.5 | None |"]
+
+
+# ----------------------------------------------------------------------------- the rule
+def test_t975_table():
+    assert ex.t975(1) == 12.706 and ex.t975(4) == 2.776 and ex.t975(11) == 2.228
+    assert ex.t975(100) == 2.0 and ex.t975(0) == math.inf
+
+
+def test_compare_outside_the_95_percent_interval():
+    # mean 1, sample std 0.1155, n = 4: se = 0.0577, t(3) = 3.182: 1 - 0.18 > 0
+    up = ex.compare([0.9, 1.1, 0.9, 1.1])
+    assert up["sign"] == ex.HOLDS and up["mean"] == pytest.approx(1.0)
+    assert up["se"] == pytest.approx(math.sqrt(4 * 0.01 / 3 / 4)) and up["t"] == 3.182
+    assert ex.compare([-0.9, -1.1, -0.9, -1.1])["sign"] == ex.FAILS
+    assert ex.compare([1.0, -0.5])["sign"] == ex.UNDECIDED              # within the noise
+    assert ex.compare([5.0])["sign"] == ex.UNDECIDED                    # one seed: no noise
+    assert ex.compare([])["sign"] == ex.UNDECIDED
+    assert ex.compare([0.2, 0.2])["sign"] == ex.HOLDS                   # no spread at all
+    assert ex.compare([0.0, 0.0])["sign"] == ex.UNDECIDED
+    # two seeds: t = 12.7, the seeds must agree closely (2 se would have passed both)
+    assert ex.compare([1.0, 0.7])["sign"] == ex.UNDECIDED               # 0.85 < 12.7 * 0.15
+    assert ex.compare([1.0, 0.95])["sign"] == ex.HOLDS                  # 0.975 > 12.7 * 0.025
+    # unpaired: the two standard errors add in quadrature, dof of the smaller group
+    two = ex.compare([2.0, 2.2, 2.0, 2.2], [1.0, 1.2, 1.0])
+    assert two["mean"] == pytest.approx(2.1 - 3.2 / 3)
+    assert two["t"] == ex.t975(2) and two["sign"] == ex.HOLDS
+    assert ex.compare([1.0, 1.1], [1.0])["sign"] == ex.UNDECIDED        # one group of one
+
+
+def test_combine_and_verdict():
+    assert ex.combine([ex.HOLDS, ex.HOLDS]) == ex.HOLDS
+    assert ex.combine([ex.HOLDS, ex.UNDECIDED]) == ex.UNDECIDED
+    assert ex.combine([ex.UNDECIDED, ex.FAILS]) == ex.FAILS
+    assert ex.combine([]) == ex.UNDECIDED
+    assert ex.verdict(ex.HOLDS) == "holds here"
+    assert ex.verdict(ex.FAILS) == "does not hold here"
+    assert "cannot be decided" in ex.verdict(ex.UNDECIDED)
+
+
+def test_schedule_measures():
+    assert ex.normalised_distance([1, 2, 3], [2, 4, 6]) == pytest.approx(0.0)   # same shape
+    assert ex.normalised_distance([1, 1], [0, 2]) == pytest.approx(1.0)
+    assert math.isnan(ex.normalised_distance([0, 0], [1, 1]))
+    assert ex.linger([0.1] * 10) == pytest.approx(1.0)                  # never comes down
+    assert ex.linger([1.0] + [0.0] * 9) == 0.0                          # ends at zero
+    assert ex.linger(list(range(1, 21))[::-1]) == pytest.approx(1.5 / 20)
+
+
+# ----------------------------------------------------------------------------- on runs
+@pytest.fixture(scope="module")
+def mnist_tiny():
+    if not HAS_MNIST:
+        pytest.skip("MNIST files not found in $HYPERGRAD_DATA")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    s = ex.settings("mnist-schedules", "tiny")
+    s["online"]["seeds"] = [0, 1]
+    s["lrs_opt"]["seeds"] = [0, 1]
+    try:
+        yield ex.run("mnist-schedules", s, progress=False)
+    finally:
+        torch.set_num_threads(n)
+
+
+@needs_mnist
+def test_mnist_claims_on_a_tiny_run(mnist_tiny):
+    c = ex.mnist_claims(mnist_tiny)
+    for key in ("c1", "c2", "c3", "c4", "c5", "c7", "c8", "c9"):
+        assert c[key]["v"] in (ex.HOLDS, ex.FAILS, ex.UNDECIDED), key
+    # the wall time of every unit is saved, and the cost ratio is read from it
+    wt = mnist_tiny["wall_time_s"]
+    assert all(v is not None and v > 0 for v in wt["lrs_opt"].values())
+    assert c["c9"]["ratio"] == pytest.approx(c["c9"]["lrs_s"] / c["c9"]["online_s"])
+    # lingering is measured on the runs themselves
+    best = c["summary"]["best"]["rtho"]          # None: every run below the threshold
+    rtho = mnist_tiny["online"]["rtho"][f"{best:g}"] if best is not None else {}
+    assert c["c2"]["linger"]["rtho"] == [ex.linger(r["lr"]) for r in rtho.values()
+                                         if not r["diverged"]]
+    if best is None:
+        assert c["c2"]["v"] == ex.UNDECIDED
+    assert sum(n for _, n in c["c2"]["diverged"].values()) == sum(
+        len(by_seed) for by_b in mnist_tiny["online"].values() for by_seed in by_b.values())
+    # with the two seeds of this run, the seed spread decides; with a tiny LRS-OPT (2
+    # iterations) the shape of the optimised schedule is never read
+    assert c["lrs"]["v_start"] == ex.UNDECIDED
+
+
+@needs_mnist
+def test_sensitivity_claims_on_a_tiny_run():
+    s = ex.settings("sensitivity", "tiny")
+    r = ex.run("sensitivity", s, progress=False)
+    E = ex.sensitivity_grids(r, "fixed")
+    assert E.shape == (len(s["seeds"]), len(s["mus"]), len(s["betas"]))
+    # the per-seed grids average to the saved grid
+    for i, row in enumerate(r["panels"]["fixed"]["val_error"]):
+        for j, v in enumerate(row):
+            cell = E[:, i, j]
+            if v is None:
+                assert cell.isnan().all()
+            else:
+                assert float(cell[~cell.isnan()].mean()) == pytest.approx(v, rel=1e-12)
+    c = ex.sensitivity_claims(r)
+    for key in ("interior", "band", "auto", "flat"):
+        assert c[key]["v"] in (ex.HOLDS, ex.FAILS, ex.UNDECIDED), key
+    assert c["runs_per_panel"] == len(s["mus"]) * len(s["betas"]) * len(s["seeds"])
+
+
+@needs_mnist
+def test_real_world_claims_and_an_hd_variant_on_the_validation_loss():
+    s = ex.settings("real-world", "tiny")
+    s["tasks"] = s["tasks"][:1]
+    methods = s["tasks"][0]["methods"]
+    methods["hd-val"] = {**methods["hd"], "method": "hd", "objective": "val"}
+    r = ex.run("real-world", s, progress=False)
+    runs = r["tasks"][s["tasks"][0]["name"]]
+    # the variant is HD on another objective: another schedule from the same start
+    assert runs["hd-val"]["0"]["lr"][0] == runs["hd"]["0"]["lr"][0]
+    assert runs["hd-val"]["0"]["lr"] != runs["hd"]["0"]["lr"]
+    c = ex.real_world_claims(r)[s["tasks"][0]["name"]]
+    assert c["best_fixed"] in FIXED_SCHEDULES
+    assert c["v_par"] == ex.UNDECIDED                                   # one seed: no noise
