@@ -279,8 +279,14 @@ def main(argv=None):
         print(json.dumps({"per_step_s": sl["per_step_s"], "lrs_opt": sl["lrs_opt"],
                           "projection_serial_h": sl["projection_serial_h"]}, indent=1))
     print(f"[device_check] wrote {path} ({report['wall_s']} s)")
-    return path
+    failed = [n for n, r in report["steps"].items() if "error" in r
+              or (n == "tests" and r.get("rc") not in (0, None))
+              or (n == "benchmarks" and any(b.get("rc") != 0 for b in r.values()
+                                            if isinstance(b, dict)))]
+    if failed:
+        print(f"[device_check] FAILED steps (details in the JSON): {failed}")
+    return path, failed
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(1 if main()[1] else 0)
