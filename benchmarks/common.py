@@ -9,7 +9,9 @@ import torch
 
 from hypergrad.models import MLP, functional, module_loss, module_objective
 
-SIZES = (784, 500, 500, 500, 10)
+#: the paper's MLP; ``$HYPERGRAD_BENCH_SIZES`` (e.g. ``784,16,10``) shrinks it, for the tiny
+#: CI run of ``scripts/device_check.py``
+SIZES = tuple(int(n) for n in os.environ.get("HYPERGRAD_BENCH_SIZES", "784,500,500,500,10").split(","))
 
 
 def parse(description: str, **defaults) -> argparse.Namespace:
@@ -46,3 +48,28 @@ def mnist_mlp_problem(T: int, batch: int = 100, device: str = "cpu", seed: int =
 def header(title: str, device: str) -> None:
     print(f"== {title} | torch {torch.__version__} | device {device} | "
           f"threads {torch.get_num_threads()}")
+
+
+def quick_mnist_task(device: str = "cpu", sizes=(784, 100, 100, 10), T: int = 100,
+                     batch: int = 100) -> dict:
+    """The quick-scale Section 5 task as ``hypergrad.experiments`` builds it: MNIST 7000/700
+    (data seed 0), an MLP, SGD on cross-entropy, ``E`` = loss on the 700 validation images.
+    ``init_params(seed)``: ``w_0``; ``batches(seed, salt)``: ``T`` minibatches (salt 0: the
+    seed's own; salt ``it + 1``: LRS-OPT's fresh ones at iteration ``it``)."""
+    import hypergrad as hg
+    from hypergrad.data import mnist_split, sample_batches
+
+    data = mnist_split(7000, 700, seed=0, device=device)
+    net = MLP(tuple(sizes)).to(device)
+
+    def init_params(seed: int) -> dict:
+        torch.manual_seed(seed)
+        return functional(MLP(tuple(sizes)).to(device))[0]
+
+    def batches(seed: int, salt: int = 0) -> list:
+        key = (seed * 1_000_003 + salt) % (2**63 - 1)       # experiments' _seed_key
+        return sample_batches(data["train"], batch, T, seed=key)
+
+    return {"net": net, "dyn": hg.sgd(module_loss(net)), "data": data, "T": T,
+            "objective": module_objective(net, data["val"]), "init_params": init_params,
+            "batches": batches}

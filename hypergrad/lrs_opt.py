@@ -4,21 +4,28 @@ LRS-OPT treats the schedule ``η ∈ R^T_{≥0}`` as the hyperparameter of Probl
 
     min_{η ≥ 0} f_T(η) = E(θ(w_T(η))),
 
-and runs ``η ← max(η − γ ∇f_T(η), 0)`` with the exact hypergradient of Eq. 4 (reverse mode).
-Every iteration restarts from the same initial weights ``w_0``; minibatches may be drawn
-afresh per iteration (Section 5 does, so that the schedule does not fit one sample path).
-A run that diverges is returned, not lost: its result says where (``diverged``) and keeps the
-last schedule whose ``f_T`` was finite.
+and runs ``η ← Π(η − γ ∇f_T(η))`` with the exact hypergradient of Eq. 4 (reverse mode), where
+``Π`` projects onto ``[0, max_lr]``. Every iteration restarts from the same initial weights
+``w_0``; minibatches may be drawn afresh per iteration (Section 5 does, so that the schedule
+does not fit one sample path). A run that diverges is returned, not lost: its result says where
+(``diverged``) and keeps the last schedule whose ``f_T`` was finite.
+
+The outer optimiser is the paper's projected gradient descent (``optimizer="pgd"``, the
+default). Two projected alternatives reach the same ``f_T`` in far fewer iterations (see
+``benchmarks/bench_lrs_opt.py``): ``"adam"`` (Adam's step on the schedule, then ``Π``) and
+``"nesterov"`` (Nesterov momentum, then ``Π``). Their state is saved with the run, so a resumed
+run continues exactly.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -27,7 +34,19 @@ from hypergrad.dynamics import DivergenceError, Dynamics, Params, State
 from hypergrad.hypergradient import check_schedule, hypergradient
 from hypergrad.io import atomic_write_json, run_metadata
 
-__all__ = ["LrsOptResult", "lrs_opt"]
+__all__ = ["LrsOptResult", "lrs_opt", "OPTIMIZERS", "ResumeError", "fingerprint"]
+
+#: the outer optimisers and their options (with defaults)
+OPTIMIZERS = {
+    "pgd": {},
+    "nesterov": {"momentum": 0.9},
+    "adam": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+}
+
+
+class ResumeError(ValueError):
+    """A file given to :func:`lrs_opt` to resume from cannot be resumed (unreadable, not an
+    LRS-OPT result, or saved by another run); the message names the file and why."""
 
 
 @dataclass
@@ -37,6 +56,9 @@ class LrsOptResult:
     ``previous`` is the schedule whose ``f_T`` is ``history[-1]``. A run that diverged has
     ``diverged = {"iteration", "step", "message", "lrs"}`` (the schedule that diverged, at which
     inner step, and why), and ``lrs`` is then the last schedule whose ``f_T`` was finite.
+    ``optimizer_state`` is the outer optimiser's state (moments, step count) after the last
+    iteration; ``batches_check`` fingerprints the minibatches of one iteration, so that a
+    resumed run with ``batches`` given as a function can check that they are the same.
     """
 
     lrs: list[float]
@@ -46,26 +68,174 @@ class LrsOptResult:
     meta: dict = field(default_factory=dict)
     previous: list[float] | None = None
     diverged: dict | None = None
+    optimizer_state: dict | None = None
+    batches_check: dict | None = None
 
     def schedule(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         return torch.tensor(self.lrs, dtype=dtype)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LrsOptResult:
-        with open(path) as f:
-            return cls(**json.load(f))
+        """Read a saved result; a truncated, corrupt or foreign file is a :class:`ResumeError`
+        naming the file."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ResumeError(f"cannot read the LRS-OPT file {str(path)!r}: it is not valid JSON "
+                              f"(truncated or corrupt?): {err}") from err
+        return cls._from_dict(data, path)
+
+    @classmethod
+    def _from_dict(cls, data, path) -> LrsOptResult:
+        def bad(why):
+            return ResumeError(f"{str(path)!r} is not an LRS-OPT result file: {why}")
+
+        if not isinstance(data, dict):
+            raise bad(f"it holds a {type(data).__name__}, not an object")
+        names = {f.name for f in fields(cls)}
+        missing = [k for k in ("lrs", "history", "iterations") if k not in data]
+        unknown = sorted(set(data) - names)
+        if missing or unknown:
+            raise bad(f"missing {missing}" if missing else f"unknown entries {unknown}")
+        num = (int, float)
+
+        def numbers(v):
+            return isinstance(v, list) and all(isinstance(x, num) and not isinstance(x, bool)
+                                                for x in v)
+
+        it = data["iterations"]
+        if not (isinstance(it, int) and not isinstance(it, bool) and it >= 0):
+            raise bad(f"iterations={it!r} is not a count")
+        if not numbers(data["lrs"]) or not data["lrs"]:
+            raise bad("lrs is not a non-empty list of numbers")
+        if not numbers(data["history"]) or len(data["history"]) != it:
+            raise bad(f"history is not a list of {it} numbers")
+        for key in ("settings", "meta"):
+            if not isinstance(data.get(key, {}), dict):
+                raise bad(f"{key} is not an object")
+        return cls(**data)
 
     def save(self, path: str | os.PathLike) -> None:
         atomic_write_json(path, asdict(self))
 
 
+# ------------------------------------------------------------------ run identity (resume key)
+def fingerprint(obj) -> str:
+    """A short hash of tensors (dtype, shape and values) and of the containers, numbers and
+    strings around them: what identifies initial weights, a schedule or minibatches."""
+    h = hashlib.sha256()
+    _feed(h, obj)
+    return h.hexdigest()[:20]
+
+
+def _feed(h, obj) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach()
+        h.update(f"tensor{t.dtype}{tuple(t.shape)};".encode())
+        if t.device.type != "meta":
+            h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        h.update(f"dict{len(obj)};".encode())
+        for k in sorted(obj, key=str):
+            h.update(f"{k!s};".encode())
+            _feed(h, obj[k])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"seq{len(obj)};".encode())
+        for v in obj:
+            _feed(h, v)
+    elif obj is None or isinstance(obj, (bool, int, float, str)):
+        h.update(f"{type(obj).__name__}:{obj!r};".encode())
+    else:       # an object we cannot read: its type only (a repr may hold an address)
+        h.update(f"object:{type(obj).__qualname__};".encode())
+
+
+_WHAT = {"param_shapes": "another model (other parameter names or shapes)",
+         "init_params": "other initial weights w_0",
+         "init_lrs": "another initial schedule",
+         "batches": "other minibatches",
+         "dynamics": "other dynamics",
+         "optimizer": "another outer optimiser"}
+
+
+# ------------------------------------------------------------------ outer optimisers
+def _check_optimizer(name: str, options: dict | None) -> dict:
+    if not isinstance(name, str) or name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(OPTIMIZERS[name]))
+    if unknown:
+        known = sorted(OPTIMIZERS[name]) or "none"
+        raise ValueError(f"optimizer {name!r} has no option(s) {unknown} (its options: {known})")
+    opts = {**OPTIMIZERS[name], **options}
+    for k, v in opts.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"optimizer option {k}={v!r} must be a finite number")
+        ok = 0 < v if k == "eps" else 0 <= v < 1
+        if not ok:
+            raise ValueError(f"optimizer option {k}={v!r} must be "
+                             + ("> 0" if k == "eps" else "in [0, 1)"))
+    return {k: float(v) for k, v in opts.items()}
+
+
+def _outer_init(name: str, lrs: torch.Tensor) -> dict:
+    if name == "pgd":
+        return {}
+    if name == "nesterov":
+        return {"buf": torch.zeros_like(lrs)}
+    return {"k": 0, "m": torch.zeros_like(lrs), "v": torch.zeros_like(lrs)}
+
+
+def _outer_step(name: str, opts: dict, lrs, grad, state: dict, step_size: float,
+                max_lr: float | None):
+    """One step of the outer optimiser, then the projection ``Π`` onto ``[0, max_lr]``."""
+    if name == "pgd":
+        direction = grad
+    elif name == "nesterov":            # torch.optim.SGD(nesterov=True), dampening 0
+        buf = opts["momentum"] * state["buf"] + grad
+        state = {"buf": buf}
+        direction = grad + opts["momentum"] * buf
+    else:                               # Adam (Kingma & Ba), bias-corrected
+        b1, b2, k = opts["beta1"], opts["beta2"], state["k"] + 1
+        m = b1 * state["m"] + (1 - b1) * grad
+        v = b2 * state["v"] + (1 - b2) * grad * grad
+        state = {"k": k, "m": m, "v": v}
+        direction = (m / (1 - b1 ** k)) / ((v / (1 - b2 ** k)).sqrt() + opts["eps"])
+    return (lrs - step_size * direction).clamp(min=0.0, max=max_lr), state
+
+
+def _state_to_json(state: dict) -> dict:
+    return {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+
+
+def _state_from_json(name: str, saved, like: torch.Tensor, path) -> dict:
+    fresh = _outer_init(name, like)
+    if saved is None and name == "pgd":
+        return fresh
+    ok = isinstance(saved, dict) and set(saved) == set(fresh)
+    if ok:
+        try:
+            state = {k: torch.tensor(v, dtype=like.dtype, device=like.device)
+                     if isinstance(fresh[k], torch.Tensor) else int(v) for k, v in saved.items()}
+        except (TypeError, ValueError):
+            ok = False
+        else:
+            ok = all(v.shape == like.shape for v in state.values() if isinstance(v, torch.Tensor))
+    if not ok:
+        raise ResumeError(f"cannot resume {str(path)!r}: its optimizer_state is not the state "
+                          f"of the {name!r} optimiser for this schedule")
+    return state
+
+
+# ------------------------------------------------------------------ LRS-OPT
 def lrs_opt(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Sequence[float], batches: Sequence | Callable[[int], Sequence],
             objective: Callable, iterations: int, step_size: float, *,
-            max_lr: float | None = None, checkpoint_every: int | None = None,
+            max_lr: float | None = None, optimizer: str = "pgd",
+            optimizer_options: dict | None = None, checkpoint_every: int | None = None,
             save_path: str | os.PathLike | None = None, save_every: int = 10,
             progress: bool = True, callback: Callable | None = None,
             settings: dict | None = None) -> LrsOptResult:
-    """LRS-OPT: projected gradient descent on the schedule (Section 5).
+    """LRS-OPT: projected gradient descent on the schedule (Section 5), or a faster outer
+    optimiser.
 
     Args:
         dyn, params: the dynamics and the initial weights ``w_0`` (the same every iteration).
@@ -74,12 +244,20 @@ def lrs_opt(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Sequence[
             iteration.
         objective: ``E(params) -> scalar`` (``E(params, buffers)`` with buffers).
         iterations: hyper-iterations in total (a resumed run counts those already done).
-        step_size: ``γ`` in ``η ← max(η − γ ∇f_T(η), 0)`` (clipped above at ``max_lr``).
+        step_size: ``γ``. With ``optimizer="pgd"``: ``η ← Π(η − γ ∇f_T(η))``; with
+            ``"nesterov"``: ``b ← m b + ∇f_T``, ``η ← Π(η − γ (∇f_T + m b))``; with ``"adam"``:
+            ``η ← Π(η − γ m̂ / (√v̂ + ε))`` (Adam's moments of ``∇f_T``). ``Π`` clips to
+            ``[0, max_lr]`` (no upper bound when ``max_lr`` is ``None``).
+        optimizer: ``"pgd"`` (the paper's, default), ``"nesterov"`` or ``"adam"``.
+        optimizer_options: ``{"momentum"}`` for Nesterov; ``{"beta1", "beta2", "eps"}`` for
+            Adam (defaults in :data:`OPTIMIZERS`).
         save_path: JSON file; saved every ``save_every`` iterations (atomically) and at the
-            end. If it exists, the run *resumes* from it (same ``T`` and ``step_size``).
+            end, with the optimiser's state. If it exists, the run *resumes* from it — only if
+            it is the same run: same ``T``, step size, cap, optimiser, dynamics, model (names
+            and shapes), initial weights, initial schedule and minibatches; anything else is a
+            :class:`ResumeError` naming the difference (so is a truncated or foreign file).
         callback: ``callback(iteration, lrs, value, grad)`` after each iteration.
-        settings: extra settings saved with the result; a resumed file must match all of them
-            (and ``T``, ``step_size``, ``max_lr``, the dynamics).
+        settings: extra settings saved with the result; a resumed file must match all of them.
 
     Returns:
         :class:`LrsOptResult` with the final schedule and ``f_T`` per iteration. When an
@@ -87,26 +265,50 @@ def lrs_opt(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Sequence[
         the run stops and returns (and saves) its result with ``diverged`` set and ``lrs`` the
         last schedule evaluated without diverging; resuming a diverged file returns it as is.
     """
-    if iterations < 0 or not (step_size > 0) or not math.isfinite(step_size):
-        raise ValueError("iterations must be >= 0 and step_size a positive finite number")
-    like = next(iter((params.w["params"] if hasattr(params, "w") else params).values()))
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+        raise ValueError(f"iterations must be an integer >= 0, got {iterations!r}")
+    if not isinstance(step_size, (int, float)) or isinstance(step_size, bool) or not (
+            step_size > 0) or not math.isfinite(step_size):
+        raise ValueError(f"step_size must be a positive finite number, got {step_size!r}")
+    if max_lr is not None and not (isinstance(max_lr, (int, float)) and max_lr > 0
+                                   and math.isfinite(max_lr)):
+        raise ValueError(f"max_lr must be a positive finite number or None, got {max_lr!r}")
+    opts = _check_optimizer(optimizer, optimizer_options)
+    theta0 = params.w["params"] if isinstance(params, State) else params
+    if not isinstance(theta0, dict) or not theta0:
+        raise ValueError("params must be a non-empty dict of tensors (or a State)")
+    like = next(iter(theta0.values()))
     lrs = check_schedule(lrs, like=like).clone()
     T = len(lrs)
-    settings = {"T": T, "step_size": step_size, "max_lr": max_lr, "dynamics": repr(dyn),
+    optimizer_setting = {"name": optimizer, **opts} if optimizer != "pgd" else "pgd"
+    settings = {"T": T, "step_size": step_size, "max_lr": max_lr, "optimizer": optimizer_setting,
+                "dynamics": repr(dyn),
+                "param_shapes": {k: list(v.shape) for k, v in theta0.items()},
+                "init_params": fingerprint(params),
+                "init_lrs": fingerprint(lrs.tolist()),
+                "batches": "function of the iteration" if callable(batches) else fingerprint(batches),
                 **(settings or {})}
     result = LrsOptResult(lrs.tolist(), [], 0, settings)
+    ostate = _outer_init(optimizer, lrs)
     if save_path is not None and Path(save_path).exists():
-        result = LrsOptResult.load(save_path)
-        for key in settings:
-            if result.settings.get(key) != settings[key]:
-                raise ValueError(f"cannot resume {save_path}: it was run with {key}="
-                                 f"{result.settings.get(key)!r}, not {settings[key]!r}")
+        result = _resume(save_path, settings, batches)
         lrs = torch.tensor(result.lrs, dtype=lrs.dtype, device=lrs.device)
         if result.diverged is not None:
             return result
+        ostate = _state_from_json(optimizer, result.optimizer_state, lrs, save_path)
     elapsed = result.meta.get("wall_time_s", 0.0)
     start = time.perf_counter()
     bar = _progress(range(result.iterations, iterations), progress, result.iterations, iterations)
+    its_batches = None
+
+    def save():
+        result.meta = run_metadata(elapsed + time.perf_counter() - start)
+        result.optimizer_state = _state_to_json(ostate) if optimizer != "pgd" else None
+        if callable(batches) and its_batches is not None:
+            result.batches_check = {"iteration": result.iterations - 1,
+                                    "fingerprint": fingerprint(its_batches)}
+        result.save(save_path)
+
     for it in bar:
         its_batches = batches(it) if callable(batches) else batches
         try:
@@ -118,9 +320,10 @@ def lrs_opt(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Sequence[
             result.diverged = {"iteration": it, "step": err.step, "message": err.reason,
                                "lrs": result.lrs}
             result.lrs = result.previous if result.previous is not None else result.lrs
+            its_batches = None
             break
         result.previous = result.lrs
-        lrs = (lrs - step_size * grad).clamp(min=0.0, max=max_lr)
+        lrs, ostate = _outer_step(optimizer, opts, lrs, grad, ostate, step_size, max_lr)
         result.history.append(float(value))
         result.iterations = it + 1
         result.lrs = lrs.tolist()
@@ -129,13 +332,40 @@ def lrs_opt(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Sequence[
         if callback is not None:
             callback(it, lrs, value, grad)
         if save_path is not None and (it + 1) % save_every == 0:
-            result.meta = run_metadata(elapsed + time.perf_counter() - start)
-            result.save(save_path)
+            save()
     if hasattr(bar, "close"):
         bar.close()
-    result.meta = run_metadata(elapsed + time.perf_counter() - start)
     if save_path is not None:
-        result.save(save_path)
+        save()
+    else:
+        result.meta = run_metadata(elapsed + time.perf_counter() - start)
+        result.optimizer_state = _state_to_json(ostate) if optimizer != "pgd" else None
+    return result
+
+
+def _resume(path, settings: dict, batches) -> LrsOptResult:
+    """The saved run at ``path``, if it is this run (else a :class:`ResumeError` that names
+    every difference)."""
+    result = LrsOptResult.load(path)
+    saved = result.settings
+    diffs = []
+    for key, now in settings.items():
+        if key not in saved:
+            diffs.append(f"it has no {key!r} (saved by another version or another program)")
+        elif saved[key] != now:
+            what = f" ({_WHAT[key]})" if key in _WHAT else ""
+            diffs.append(f"it was run with {key}={saved[key]!r}, not {now!r}{what}")
+    if not diffs and len(result.lrs) != settings["T"]:
+        diffs.append(f"its schedule has {len(result.lrs)} entries, not T={settings['T']}")
+    check = result.batches_check
+    if not diffs and callable(batches) and isinstance(check, dict) and "iteration" in check:
+        now = fingerprint(batches(check["iteration"]))
+        if now != check.get("fingerprint"):
+            diffs.append(f"the minibatches of iteration {check['iteration']} differ "
+                         f"({check.get('fingerprint')} saved, {now} now: other minibatches)")
+    if diffs:
+        raise ResumeError(f"cannot resume {str(path)!r}: " + "; ".join(diffs)
+                          + ". Delete or move the file to start afresh.")
     return result
 
 
