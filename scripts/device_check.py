@@ -256,8 +256,8 @@ def main(argv=None):
             if name in ("population", "paper_slice") and task is None:
                 task = _task(args)
             fn = {"tests": lambda: step_tests(args), "benchmarks": lambda: step_benchmarks(args),
-                  "population": lambda: step_population(args, task),
-                  "paper_slice": lambda: step_paper_slice(args, task)}[name]
+                  "population": lambda task=task: step_population(args, task),
+                  "paper_slice": lambda task=task: step_paper_slice(args, task)}[name]
             report["steps"][name] = fn()
         except Exception as e:          # recorded; the other steps still run
             report["steps"][name] = {"error": f"{type(e).__name__}: {e}"}

@@ -22,7 +22,9 @@ def _run(optimizer, iterations, step_size, dtype=DT, **kw):
     dyn, params, batches, objective = _problem()
     params = {k: v.to(dtype) for k, v in params.items()}
     batches = [(x.to(dtype), y) for x, y in batches]
-    obj = (lambda p: objective({k: v.to(DT) for k, v in p.items()}).to(dtype))
+    def obj(p):
+        return objective({k: v.to(DT) for k, v in p.items()}).to(dtype)
+
     return lrs_opt(dyn, params, torch.full((T,), 0.2, dtype=dtype), batches, obj,
                    iterations=iterations, step_size=step_size, optimizer=optimizer,
                    progress=False, **kw)
