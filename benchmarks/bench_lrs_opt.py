@@ -14,8 +14,10 @@ optimiser's smoothed ``f_T`` is at or below it, and ``RATIO`` = N / that iterati
 The default outer step sizes (Adam 0.03, Nesterov 0.4 with momentum 0.9) are the best of
 {0.01, 0.03, 0.06} and {0.1, 0.4} in a 20-iteration trial; ``--save-dir`` makes every run
 resumable (and lets the runs be split over processes with ``--methods``).
-Measured (2-core machine under heavy load, 1 thread, N = 200, seed 0):
-``benchmarks/results/bench_lrs_opt_cpu_quick_200.json``.
+Measured (shared 2-core machine, 1 thread, seed 0; the runs resumed from --save-dir files):
+``benchmarks/results/bench_lrs_opt_cpu_quick_1000.json`` (N = 1000: Adam reaches PGD's final
+smoothed f_T 0.2506 after 16 iterations, 62.5×, but not PGD's best smoothed value 0.2414 in
+100; held-out f_T 0.2577 vs PGD's 0.2579) and ``…_200.json`` (N = 200: 18 iterations, 11.1×).
 """
 
 from __future__ import annotations
