@@ -137,8 +137,9 @@ class ModuleTrainer:
         state, info = self.tuner.step(self.state, train_batch, objective)
         first = self.history.loss[0] if self.history.loss else info.loss
         check_blowup(info.t, info.loss, first, self.max_loss_ratio)
-        self.state, self.lr = state, info.lr
+        self.state = state
         self.history.append(info)
+        self.lr = self.history.lr[-1]             # a float (the history holds floats)
         self._write_back()
         return info
 
