@@ -10,7 +10,7 @@ elementwise update (forward-mode AD of the update when the optimizer has none); 
 2–3 (β, η, μ, ρ) are the same tensor operations as :meth:`Marthe._hyper_update`, with
 ``torch.where`` choosing per member between fixed and adaptive μ, fixed and adaptive β.
 
-A member *diverges* by the rules of :func:`~hypergrad.online.run_online` (a non-finite
+A member *diverges* by the rules of :func:`~hypergrad.loop.run_online` (a non-finite
 ``E``, ``Δ_t``, ``η_t`` or ``L_t``; or the blow-up rule): its state is then frozen (``where``),
 its step is recorded, and the others go on. Every member equals its serial run
 (``tests/test_population.py``: float64 to 1e-10; float32 to rounding).
@@ -26,7 +26,8 @@ import torch
 from torch.func import grad_and_value, jvp, vjp, vmap
 
 from hypergrad.dynamics import DivergenceError, Dynamics, Params
-from hypergrad.online import History, Marthe, _check_number, blowup, hyper_dtype
+from hypergrad.loop import History, blowup
+from hypergrad.online import Marthe, _check_number, hyper_dtype
 from hypergrad.tree import tree_dot, tree_map, tree_zeros_like
 
 __all__ = ["Population", "run_population", "stack_params"]
@@ -49,7 +50,7 @@ class Population:
     """The result of :func:`run_population`.
 
     ``params``: the final weights, ``(N, ...)`` per name (a diverged member's at its last good
-    step); ``histories``: one :class:`~hypergrad.online.History` per member (a diverged
+    step); ``histories``: one :class:`~hypergrad.loop.History` per member (a diverged
     member's up to, not including, its failing step: what its serial run recorded before it
     raised); ``diverged``: per member ``None`` or the :class:`~hypergrad.dynamics.DivergenceError`
     its serial run raises (same step, same reason).
@@ -151,7 +152,7 @@ def run_population(dyn: Dynamics, params: Sequence[Params] | Params, batches: Se
             such tree used at every step.
         lr, beta, mu, kappa: ``η_0``, ``β_0``, ``μ`` (a number or ``"auto"``), ``κ`` (``None``
             or a number): one value for all members or a sequence of N.
-        max_loss_ratio: the blow-up rule of :func:`~hypergrad.online.run_online`.
+        max_loss_ratio: the blow-up rule of :func:`~hypergrad.loop.run_online`.
         check_every: read the divergence record every k steps and stop when every member has
             diverged (``None``: never before the end; the steps never wait for the device).
         chunk_size: passed to ``vmap`` (members computed per chunk, to bound memory).

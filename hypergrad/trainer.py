@@ -43,16 +43,9 @@ import torch.nn.functional as F
 
 from hypergrad import _checks
 from hypergrad.dynamics import Batch, State, make_dynamics
+from hypergrad.loop import History, check_blowup
 from hypergrad.models import module_loss, module_objective
-from hypergrad.online import (
-    FixedSchedule,
-    History,
-    Marthe,
-    OnlineState,
-    StepInfo,
-    check_blowup,
-    make_tuner,
-)
+from hypergrad.online import FixedSchedule, Marthe, OnlineState, StepInfo, make_tuner
 
 __all__ = ["ModuleTrainer"]
 

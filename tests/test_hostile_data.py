@@ -17,6 +17,7 @@ import socket
 import tarfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,7 @@ def no_download(monkeypatch):
 
     monkeypatch.setattr(data, "load_mnist", refuse)
     monkeypatch.setattr(data, "load_cifar", refuse)
-    monkeypatch.setattr(data.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
 
 
 # ------------------------------------------------------------------- arguments of the splits
@@ -609,7 +610,7 @@ def test_interrupt_during_download_leaves_nothing(tmp_path, monkeypatch):
         def read(self, n=-1):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout: Interrupted())
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Interrupted())
     with pytest.raises(KeyboardInterrupt):  # not swallowed as a failed mirror
         fetch(["https://a.invalid/f", "https://b.invalid/f"], tmp_path / "dl" / "f", None)
     assert _files(tmp_path / "dl") == []

@@ -311,8 +311,8 @@ def test_make_tuner_builds_each_method_by_name():
 
 
 def test_check_blowup_is_the_one_rule():
-    hg.online.check_blowup(3, 9.9, 1.0, 10.0)
+    hg.loop.check_blowup(3, 9.9, 1.0, 10.0)
     with pytest.raises(hg.DivergenceError, match="blew up") as err:
-        hg.online.check_blowup(3, 10.1, 1.0, 10.0)
+        hg.loop.check_blowup(3, 10.1, 1.0, 10.0)
     assert err.value.step == 3
-    hg.online.check_blowup(3, 1e300, 1.0, math.inf)
+    hg.loop.check_blowup(3, 1e300, 1.0, math.inf)

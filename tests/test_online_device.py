@@ -110,7 +110,7 @@ def test_the_blowup_rule_on_the_device_names_the_same_step(check_every):
         ostate, info = tuner.step(ostate, None, _beale, check=False)
         first = float(info.loss) if first is None else first
         try:
-            hg.online.check_blowup(info.t, info.loss, first, 3.0)
+            hg.loop.check_blowup(info.t, info.loss, first, 3.0)
         except hg.DivergenceError as e:
             expected = e
             break

@@ -16,7 +16,8 @@ from typing import NamedTuple
 import torch
 
 from hypergrad.dynamics import DivergenceError, sgd
-from hypergrad.online import History, Marthe, make_tuner, run_online
+from hypergrad.loop import History, run_online
+from hypergrad.online import Marthe, make_tuner
 from hypergrad.problems import as_loss
 
 __all__ = ["METHODS", "Fig1Run", "fig1_tuner", "run_fig1", "sweep_fig1"]
@@ -30,7 +31,7 @@ class Fig1Run(NamedTuple):
 
     ``trajectory``: ``(T+1, 2)`` points ``x_0 … x_T`` (fewer rows when the run diverged: the
     points up to the last finite step); ``history``: the online method's per-step records
-    (:class:`~hypergrad.online.History`); ``best``: the smallest ``f(x_t)`` over the finite
+    (:class:`~hypergrad.loop.History`); ``best``: the smallest ``f(x_t)`` over the finite
     part of the trajectory; ``diverged_at``: the step ``t`` at which the run diverged, or
     ``None``.
     """

@@ -25,8 +25,9 @@ from hypergrad.experiments.settings import settings
 from hypergrad.experiments.store import UnitStore, _bar, _jsonable, _seed_key, select_kappa
 from hypergrad.hypergradient import hypergradient
 from hypergrad.io import atomic_write_json, run_metadata
+from hypergrad.loop import History, run_online
 from hypergrad.lrs_opt import lrs_opt
-from hypergrad.online import History, Marthe, run_online
+from hypergrad.online import Marthe
 from hypergrad.schedules import (
     constant,
 )

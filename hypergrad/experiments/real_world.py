@@ -11,8 +11,8 @@ import torch
 from hypergrad.dynamics import DivergenceError
 from hypergrad.experiments.analysis import FAILS, HOLDS, PAR_MARGIN, UNDECIDED, combine, compare
 from hypergrad.experiments.store import UnitStore, _bar, _jsonable, _seed_key, select_kappa
+from hypergrad.loop import check_blowup
 from hypergrad.models import evaluate as evaluate_module
-from hypergrad.online import check_blowup
 from hypergrad.schedules import FIXED_SCHEDULES, fixed_schedule
 
 __all__ = ['MAX_POINTS', 'run_real_world', 'summarize_real_world', 'real_world_claims']

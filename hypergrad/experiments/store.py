@@ -14,8 +14,8 @@ import torch
 
 from hypergrad.dynamics import DivergenceError
 from hypergrad.io import atomic_write_json, run_metadata
+from hypergrad.loop import select_hyper_lr
 from hypergrad.lrs_opt import LrsOptResult
-from hypergrad.online import select_hyper_lr
 
 __all__ = ['select_kappa', 'UnitStore', 'result_dir', 'load_results']
 
@@ -198,7 +198,7 @@ def load_results(experiment: str, scale: str, root: str | os.PathLike = "results
 def select_kappa(run: Callable[[float], dict], start: float, max_tries: int) -> tuple[float, dict]:
     """Section 4's step-size selection for a unit: ``run(κ)`` returns a unit's result dict with
     ``"diverged"``/``"diverged_at"``; try ``κ = start``, then divide by 10 until a run does
-    not diverge (:func:`hypergrad.online.select_hyper_lr`). Returns ``(κ, result)``; raises
+    not diverge (:func:`hypergrad.loop.select_hyper_lr`). Returns ``(κ, result)``; raises
     :class:`~hypergrad.dynamics.DivergenceError` when every try diverged."""
 
     def attempt(kappa: float) -> dict:

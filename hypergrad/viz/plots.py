@@ -69,7 +69,7 @@ def new_axes(ax=None, figsize=(6.0, 4.0)):
 
 
 def as_array(values: Any, field: str = "lr") -> np.ndarray:
-    """A 1-D float array from a list, a tensor, or a :class:`~hypergrad.online.History`
+    """A 1-D float array from a list, a tensor, or a :class:`~hypergrad.loop.History`
     (its ``field``)."""
     if hasattr(values, field) and not isinstance(values, (torch.Tensor, np.ndarray)):
         values = getattr(values, field)
