@@ -14,7 +14,7 @@ is all that the exact and the online hypergradients need (``A_t = ∂Φ_t/∂w``
 ``B_t = ∂Φ_t/∂η``). :meth:`Dynamics.phi_jvp` is Algorithm 1's step 4,
 ``(Φ_t(w, η), A_t ẇ + B_t)``; an optimizer may give the tangent of its update by hand
 (``update_jvp``, tested equal to autodiff). The derivatives themselves are computed in
-:mod:`hypergrad._autodiff`, one way each.
+``hypergrad._autodiff``, one way each.
 
 The update rules follow ``torch.optim.SGD`` (momentum, Nesterov, coupled weight decay) and
 ``torch.optim.Adam`` (eps outside the square root, bias correction with the step count, coupled
@@ -186,7 +186,7 @@ class Dynamics:
                        dw: dict | None = None, dg: Params | None = None) -> tuple[dict, dict, dict]:
         """``(U, ∂U/∂w·ẇ + ∂U/∂g·ġ + ∂U/∂η, B = ∂U/∂η)`` at ``(w, g, η)`` (``None`` means a zero
         tangent), outside ``torch.func`` transforms: the hand-derived :attr:`update_jvp` when
-        there is one, else forward-mode AD of :attr:`update` (:func:`hypergrad._autodiff.update_jvp`)."""
+        there is one, else forward-mode AD of ``update`` (``hypergrad._autodiff.update_jvp``)."""
         if self.update_jvp is not None:
             return self.update_jvp(w, g, lr, step, dw, dg)
         return _autodiff.update_jvp(self.update, w, g, lr, step, dw, dg)

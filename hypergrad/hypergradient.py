@@ -43,7 +43,7 @@ __all__ = ["hypergradient", "check_schedule", "objective_value_and_grad", "unrol
 def check_schedule(lrs: torch.Tensor | Sequence[float], like: torch.Tensor | None = None,
                    length: int | None = None) -> torch.Tensor:
     """Validate a schedule ``η ∈ R^T_{≥0}``: real, 1-D, finite, non-negative, of the right
-    length (:func:`hypergrad._checks.check_schedule`)."""
+    length (``hypergrad._checks.check_schedule``)."""
     return _checks.check_schedule(lrs, like, length)
 
 

@@ -29,8 +29,8 @@ _FIELDS = ("lr", "mu", "beta", "hypergradient", "loss", "objective")
 class History:
     """Per-step records of an online run (lists of floats, index ``t``).
 
-    :meth:`append` converts one :class:`StepInfo` (one host synchronisation);
-    :meth:`from_infos` converts a whole run at once (one synchronisation in all).
+    ``append`` converts one :class:`~hypergrad.online.StepInfo` (one host synchronisation);
+    ``from_infos`` converts a whole run at once (one synchronisation in all).
     """
 
     lr: list[float]
@@ -118,7 +118,7 @@ def run_online(tuner: Marthe | FixedSchedule, params: Params | State, batches: S
     names the step. The verdict is kept on the device (the first failing step and why) and
     read every ``check_every`` steps and at the end (``None``: at the end only), so the steps
     themselves never wait for the device; ``check_every=1`` stops at the failing step, as
-    :meth:`Marthe.step` does. The :class:`History` is read from the device once.
+    :meth:`~hypergrad.online.Marthe.step` does. The :class:`History` is read from the device once.
     """
     ostate = ostate or tuner.init(params)
     _check_run_args(tuner, batches, objectives, max_loss_ratio, check_every, ostate.t)

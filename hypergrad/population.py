@@ -7,7 +7,7 @@ validation batches and ``(η_0, β, μ, κ)`` — by ``vmap`` over one functiona
 Algorithm 1. The step is written with ``torch.func`` (``grad_and_value`` for ``∇E`` and
 ``∇L_t``, ``vjp`` of the gradient for ``∇²L_t θ(μ_t Z_t)``) and the hand-derived tangent of the
 elementwise update (forward-mode AD of the update when the optimizer has none); the steps
-2–3 (β, η, μ, ρ) are the same tensor operations as :meth:`Marthe._hyper_update`, with
+2–3 (β, η, μ, ρ) are the same tensor operations as ``Marthe._hyper_update``, with
 ``torch.where`` choosing per member between fixed and adaptive μ, fixed and adaptive β.
 
 A member *diverges* by the rules of :func:`~hypergrad.loop.run_online` (a non-finite

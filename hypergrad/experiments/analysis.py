@@ -99,7 +99,7 @@ def compare(diffs, reference=None) -> dict:
     ``t`` Student's quantile with ``n − 1`` degrees of freedom (the smaller group's). With two
     seeds ``t`` is 12.7: only a large effect on which both seeds agree counts, so that a
     verdict cannot flip on the run-to-run noise of float arithmetic. With fewer than two
-    values per group the noise cannot be estimated and the answer is :data:`UNDECIDED`.
+    values per group the noise cannot be estimated and the answer is ``UNDECIDED``.
     Returns ``{"mean", "se", "t", "n", "sign"}`` with ``sign`` +1 (above zero beyond noise),
     −1 (below) or 0 (within noise, or undecidable).
     """
@@ -159,5 +159,5 @@ def linger(lr) -> float:
     return float(x[-max(1, len(x) // 10):].mean()) / peak if peak > 0 else float("nan")
 
 
-#: "On par" (chapter 6): a gap in test accuracy below half a point never counts as worse.
+#: ``"on par"`` (chapter 6): a gap in test accuracy below half a point never counts as worse.
 PAR_MARGIN = 0.005

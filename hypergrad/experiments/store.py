@@ -92,7 +92,7 @@ class UnitStore:
         return None
 
     def partial(self, name: str, settings: dict) -> Path | None:
-        """Where the unit ``name`` keeps its LRS-OPT progress (:class:`LrsOptResult` JSON,
+        """Where the unit ``name`` keeps its LRS-OPT progress (:class:`~hypergrad.lrs_opt.LrsOptResult` JSON,
         ``<name>.partial.json``), ``None`` without a folder. A file there that cannot be
         resumed — truncated, foreign, malformed, or saved without the items of ``settings`` —
         is moved aside as ``*.stale``, like a unit file, so that the unit starts afresh."""
@@ -123,7 +123,7 @@ class UnitStore:
         without a folder. The checkpoint is tagged with the unit's settings
         (``<name>.ckpt.json``, written here): a checkpoint of other settings, without a tag, or
         that cannot be loaded is moved aside as ``*.stale`` (with its tag), so that a run is
-        never resumed from another run's state; :meth:`get` removes the tag once the unit is
+        never resumed from another run's state; ``get`` removes the tag once the unit is
         stored."""
         path, tag = self.path(name, ".ckpt.pt"), self.path(name, ".ckpt.json")
         if path is None:

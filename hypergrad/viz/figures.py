@@ -1,5 +1,5 @@
 """Figures of Part II (chapters 5–7), drawn from the plain results of
-:mod:`hypergrad.experiments`.
+``hypergrad.experiments``.
 
 Every function takes the JSON-like dicts that the runners return (or that
 ``results/<experiment>/<scale>/results.json`` holds) and returns a matplotlib ``Figure``;
@@ -241,7 +241,7 @@ def real_world_figure(task_result: dict, title: str = "", seed: str | int | None
 # ---------------------------------------------------------------------------- chapter 7
 def sensitivity_figure(result: dict, panels: tuple[str, ...] | None = None) -> Figure:
     """Heat maps of the final validation error over ``β`` (columns) × ``μ`` (rows), one per
-    panel of :func:`hypergrad.experiments.run_sensitivity` (``panels``: which ones, default
+    panel of :func:`hypergrad.experiments.sensitivity.run_sensitivity` (``panels``: which ones, default
     all); grey = every run diverged. The colour scale is shared by all panels of ``result``,
     so two figures of the same result can be compared cell by cell."""
     every = result["panels"]

@@ -174,7 +174,7 @@ def plot_surface_trajectories(ax, f, trajectories: Mapping[str, torch.Tensor], x
 
 def as_points(traj) -> np.ndarray:
     """``(N, 2)`` float array of a trajectory (a tensor, an array or a
-    :class:`~hypergrad.problems.Fig1Run`)."""
+    :class:`~hypergrad.experiments.figure1.Fig1Run`)."""
     if hasattr(traj, "trajectory"):
         traj = traj.trajectory
     if isinstance(traj, torch.Tensor):
@@ -186,7 +186,7 @@ def as_points(traj) -> np.ndarray:
 
 
 def _best(value) -> float:
-    """The best objective of a run (a :class:`~hypergrad.problems.Fig1Run` or a number);
+    """The best objective of a run (a :class:`~hypergrad.experiments.figure1.Fig1Run` or a number);
     NaN when it diverged."""
     if hasattr(value, "best"):
         return math.nan if value.diverged else float(value.best)
@@ -199,7 +199,7 @@ def plot_best_vs_beta(ax, betas: Sequence[float], results: Mapping[str, Sequence
                       title: str | None = None, ylabel: str = "best objective reached"):
     """Best objective against the hyper-learning rate ``β`` (log–log), one line per method.
 
-    ``results``: method → one entry per ``β``, a :class:`~hypergrad.problems.Fig1Run` or a
+    ``results``: method → one entry per ``β``, a :class:`~hypergrad.experiments.figure1.Fig1Run` or a
     number; a diverged run (or ``None``/NaN) is left out of the line and marked with an ``×``
     at the bottom.
     """
