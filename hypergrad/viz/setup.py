@@ -53,8 +53,9 @@ def chapter_setup(seed: int = 0, scale: str | None = None, device: str | None = 
     seed_everything(seed)
     _inline_figures()
     if verbose:
-        print(f"hypergrad {_version()} | torch {torch.__version__} | device: {setup.device}"
-              f" | threads: {torch.get_num_threads()} | scale: {setup.scale} | seed: {seed}")
+        n = torch.get_num_threads()
+        print(f"hypergrad {_version()} · torch {torch.__version__} · device: {setup.device} · "
+              f"{n} thread{'s' if n != 1 else ''} · {setup.scale} scale · seed {seed}")
     return setup
 
 
