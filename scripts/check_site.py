@@ -67,6 +67,14 @@ CHROMIUM_FLAGS = (
 VIRTUAL_TIME_BUDGET_MS = 10_000
 WINDOW_SIZE = "1280,2000"
 MATHJAX_ROUTE = "/__mathjax__/"
+WIDGETS_ROUTE = "/__widgets__/"
+# The ipywidgets manager of the saved widget state: require.js and the html-manager bundle
+# (both from CDNs in the page). --widgets DIR serves DIR/requirejs/require.js and
+# DIR/html-manager/dist/*.js instead (npm pack requirejs@2.3.4 @jupyter-widgets/html-manager).
+REQUIRE_SRC = re.compile(r"""(src=["'])(?:https?:)?//[^"']*/require(?:\.min)?\.js(["'])""")
+EMBED_SRC = re.compile(
+    r"""(src=["'])(?:https?:)?//[^"']*@jupyter-widgets/html-manager@[^/"']*/dist/([\w.-]+\.js)(["'])"""
+)
 # <script src="https://.../mathjax@3/es5/tex-mml-chtml.js"> (any CDN, any MathJax bundle).
 MATHJAX_SRC = re.compile(
     r"""(src=["'])(?:https?:)?//[^"']*mathjax[^"']*?/([\w.-]+\.js)(["'])""", re.IGNORECASE
@@ -210,6 +218,7 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
     """Serve the site quietly, optionally with MathJax from a local folder."""
 
     mathjax_dir: Path | None = None
+    widgets_dir: Path | None = None
 
     def log_message(self, format: str, *args: object) -> None:
         """Do not log requests."""
@@ -218,22 +227,30 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
         """Serve MathJax from the local copy, rewrite pages to use it, else as usual."""
         path = urlsplit(self.path).path
         if self.mathjax_dir is not None and path.startswith(MATHJAX_ROUTE):
-            self._send_file(self.mathjax_dir / unquote(path[len(MATHJAX_ROUTE):]))
-        elif self.mathjax_dir is not None and path.endswith(".html"):
+            self._send_file(self.mathjax_dir / unquote(path[len(MATHJAX_ROUTE):]), self.mathjax_dir)
+        elif self.widgets_dir is not None and path.startswith(WIDGETS_ROUTE):
+            self._send_file(self.widgets_dir / unquote(path[len(WIDGETS_ROUTE):]), self.widgets_dir)
+        elif (self.mathjax_dir or self.widgets_dir) is not None and path.endswith(".html"):
             local = Path(self.translate_path(path))
             if not local.is_file():
                 self.send_error(404)
                 return
             html = local.read_text(encoding="utf-8")
-            html = MATHJAX_SRC.sub(rf"\g<1>{MATHJAX_ROUTE}\g<2>\g<3>", html)
+            if self.mathjax_dir is not None:
+                html = MATHJAX_SRC.sub(rf"\g<1>{MATHJAX_ROUTE}\g<2>\g<3>", html)
+            if self.widgets_dir is not None:
+                html = REQUIRE_SRC.sub(rf"\g<1>{WIDGETS_ROUTE}requirejs/require.js\g<2>", html)
+                html = EMBED_SRC.sub(rf"\g<1>{WIDGETS_ROUTE}html-manager/dist/\g<2>\g<3>", html)
+                # the CDN's subresource-integrity hash is of its minified copy, not ours
+                html = re.sub(r"""\sintegrity=["'][^"']*["']""", "", html)
             self._send_bytes(html.encode("utf-8"), "text/html; charset=utf-8")
         else:
             super().do_GET()
 
-    def _send_file(self, file: Path) -> None:
-        root = self.mathjax_dir.resolve() if self.mathjax_dir else None
+    def _send_file(self, file: Path, root: Path) -> None:
+        root = root.resolve()
         resolved = file.resolve()
-        if root is None or root not in resolved.parents or not resolved.is_file():
+        if root not in resolved.parents or not resolved.is_file():
             self.send_error(404)
             return
         self._send_bytes(resolved.read_bytes(), self.guess_type(str(resolved)))
@@ -247,9 +264,10 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @contextmanager
-def serve(site: Path, mathjax_dir: Path | None) -> Iterator[str]:
+def serve(site: Path, mathjax_dir: Path | None, widgets_dir: Path | None = None) -> Iterator[str]:
     """Serve ``site`` on a free port of 127.0.0.1 in a thread; yield the base URL."""
-    handler = type("Handler", (SiteHandler,), {"mathjax_dir": mathjax_dir})
+    handler = type("Handler", (SiteHandler,), {"mathjax_dir": mathjax_dir,
+                                                "widgets_dir": widgets_dir})
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(handler, directory=str(site))
     )
@@ -382,6 +400,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mathjax", type=Path, default=os.environ.get("MATHJAX_DIR") or None,
                         help="a local MathJax 3 es5 folder to use instead of the CDN "
                              "(default: $MATHJAX_DIR)")
+    parser.add_argument("--widgets", type=Path, default=os.environ.get("WIDGETS_DIR") or None,
+                        help="a folder with requirejs/require.js and html-manager/dist/ (the "
+                             "ipywidgets manager) to use instead of the CDNs (default: "
+                             "$WIDGETS_DIR)")
     parser.add_argument("--chromium", default=None, help="the Chromium executable")
     parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1),
                         help="pages checked in parallel")
@@ -419,7 +441,12 @@ def main(argv: list[str] | None = None) -> int:
           f"MathJax from {mathjax_dir or 'the page (CDN)'}")
 
     reports: list[PageReport] = []
-    with serve(site, mathjax_dir) as base_url:
+    widgets_dir: Path | None = args.widgets.resolve() if args.widgets else None
+    if widgets_dir is not None and not (widgets_dir / "html-manager/dist/embed-amd.js").is_file():
+        print(f"check_site: --widgets {widgets_dir} has no html-manager/dist/embed-amd.js",
+              file=sys.stderr)
+        return 1
+    with serve(site, mathjax_dir, widgets_dir) as base_url:
         missing = [PageReport(page.relative_to(site).as_posix(),
                               [f"no page built for {source.relative_to(sources)}"])
                    for page, source in pages if not page.is_file()]
