@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.func import functional_call
 
@@ -45,3 +46,14 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def max_diff(a: dict, b: dict) -> float:
     return max(float((a[k] - b[k]).detach().abs().max()) for k in a)
+
+
+def _has_mnist() -> bool:
+    from hypergrad.data import data_root
+
+    return (data_root() / "mnist" / "t10k-images-idx3-ubyte.gz").exists()
+
+
+#: True when the MNIST test files are in the data folder ($HYPERGRAD_DATA in CI)
+HAS_MNIST = _has_mnist()
+needs_mnist = pytest.mark.skipif(not HAS_MNIST, reason="MNIST files not found in $HYPERGRAD_DATA")

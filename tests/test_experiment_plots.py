@@ -15,10 +15,8 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from hypergrad import experiments as ex  # noqa: E402
-from hypergrad.data import data_root  # noqa: E402
 from hypergrad.viz import figures as xp  # noqa: E402
-
-HAS_MNIST = (data_root() / "mnist" / "t10k-images-idx3-ubyte.gz").exists()
+from tests.helpers import HAS_MNIST
 
 
 @pytest.fixture(scope="module")

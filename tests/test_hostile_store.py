@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from hypergrad import experiments as ex
-from hypergrad.data import data_root
+from tests.helpers import HAS_MNIST
 
-HAS_MNIST = (data_root() / "mnist" / "t10k-images-idx3-ubyte.gz").exists()
 GOOD = {"settings": {"a": 1}, "result": {"x": 2.0}, "meta": {}}
 
 

@@ -8,19 +8,10 @@ import pytest
 import torch
 
 from hypergrad import experiments as ex
-from hypergrad.data import data_root
 from hypergrad.schedules import FIXED_SCHEDULES
+from tests.helpers import HAS_MNIST, needs_mnist
 
-HAS_MNIST = (data_root() / "mnist" / "t10k-images-idx3-ubyte.gz").exists()
-needs_mnist = pytest.mark.skipif(not HAS_MNIST, reason="MNIST files not found in $HYPERGRAD_DATA")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------- formatting
