@@ -41,7 +41,7 @@ def test_chapter_setup(monkeypatch, capsys):
         s = viz.chapter_setup(seed=3, device="cpu")
         assert s.scale == "quick" and not s.paper and s.seed == 3 and s.device.type == "cpu"
         assert torch.get_num_threads() == 1
-        assert "device: cpu" in capsys.readouterr().out
+        assert "· cpu ·" in capsys.readouterr().out
         a = torch.rand(3)
         viz.chapter_setup(seed=3, device="cpu", verbose=False)
         assert torch.equal(a, torch.rand(3))      # seeded

@@ -54,7 +54,7 @@ def chapter_setup(seed: int = 0, scale: str | None = None, device: str | None = 
     _inline_figures()
     if verbose:
         n = torch.get_num_threads()
-        print(f"hypergrad {_version()} · torch {torch.__version__} · device: {setup.device} · "
+        print(f"hypergrad {_version()} · torch {torch.__version__} · {setup.device} · "
               f"{n} thread{'s' if n != 1 else ''} · {setup.scale} scale · seed {seed}")
     return setup
 
