@@ -194,14 +194,20 @@ def saved_explorer_pictures(html: str) -> int:
     count = 0
     for block in WIDGET_STATE.findall(html):
         try:
-            state = json.loads(block).get("state", {})
+            count += image_outputs(json.loads(block).get("state", {}))
         except ValueError:
             continue
-        for model in state.values():
-            if model.get("model_name") != "OutputModel":
-                continue
-            outputs = model.get("state", {}).get("outputs", [])
-            count += any("image/png" in o.get("data", {}) for o in outputs)
+    return count
+
+
+def image_outputs(state: dict) -> int:
+    """How many Output widgets of a saved widget state (model id → model) hold an image/png."""
+    count = 0
+    for model in state.values():
+        if model.get("model_name") != "OutputModel":
+            continue
+        outputs = model.get("state", {}).get("outputs", [])
+        count += any("image/png" in o.get("data", {}) for o in outputs)
     return count
 
 

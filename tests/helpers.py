@@ -54,6 +54,25 @@ def _has_mnist() -> bool:
     return (data_root() / "mnist" / "t10k-images-idx3-ubyte.gz").exists()
 
 
+def run_mnist_tiny(**overrides):
+    """``experiments.run("mnist-schedules")`` at tiny scale on one thread (a module fixture's
+    body); ``overrides``: ``{"online.seeds": [0, 1], ...}`` (dotted keys into the settings)."""
+    import torch
+
+    from hypergrad import experiments as ex
+
+    s = ex.settings("mnist-schedules", "tiny")
+    for key, value in overrides.items():
+        group, name = key.split(".")
+        s[group][name] = value
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return ex.run("mnist-schedules", s, progress=False)
+    finally:
+        torch.set_num_threads(n)
+
+
 #: True when the MNIST test files are in the data folder ($HYPERGRAD_DATA in CI)
 HAS_MNIST = _has_mnist()
 needs_mnist = pytest.mark.skipif(not HAS_MNIST, reason="MNIST files not found in $HYPERGRAD_DATA")

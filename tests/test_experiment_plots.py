@@ -11,27 +11,18 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from hypergrad import experiments as ex  # noqa: E402
 from hypergrad.viz import figures as xp  # noqa: E402
-from tests.helpers import HAS_MNIST
+from tests.helpers import HAS_MNIST, run_mnist_tiny
 
 
 @pytest.fixture(scope="module")
 def mnist_tiny():
     if not HAS_MNIST:
         pytest.skip("MNIST files not found in $HYPERGRAD_DATA")
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    s = ex.settings("mnist-schedules", "tiny")
-    s["lrs_opt"]["seeds"] = [0, 1]
-    s["quality"]["replay_mus"] = [0.0, 1.0, "auto"]
-    try:
-        yield ex.run("mnist-schedules", s, progress=False)
-    finally:
-        torch.set_num_threads(n)
+    return run_mnist_tiny(**{"lrs_opt.seeds": [0, 1], "quality.replay_mus": [0.0, 1.0, "auto"]})
 
 
 @pytest.fixture(autouse=True)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from hypergrad import experiments as ex
 from hypergrad.schedules import FIXED_SCHEDULES
-from tests.helpers import HAS_MNIST, needs_mnist
+from tests.helpers import HAS_MNIST, needs_mnist, run_mnist_tiny
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -80,15 +79,7 @@ def test_schedule_measures():
 def mnist_tiny():
     if not HAS_MNIST:
         pytest.skip("MNIST files not found in $HYPERGRAD_DATA")
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    s = ex.settings("mnist-schedules", "tiny")
-    s["online"]["seeds"] = [0, 1]
-    s["lrs_opt"]["seeds"] = [0, 1]
-    try:
-        yield ex.run("mnist-schedules", s, progress=False)
-    finally:
-        torch.set_num_threads(n)
+    return run_mnist_tiny(**{"online.seeds": [0, 1], "lrs_opt.seeds": [0, 1]})
 
 
 @needs_mnist
