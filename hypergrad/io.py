@@ -31,11 +31,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         raise
 
 
-def atomic_write_json(path: str | os.PathLike, obj: object) -> None:
-    """JSON to ``path``, atomically (:func:`atomic_write`)."""
+def atomic_write_json(path: str | os.PathLike, obj: object, compact: bool = False) -> None:
+    """JSON to ``path``, atomically (:func:`atomic_write`); ``compact``: no whitespace."""
     def write(tmp):
         with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1)
+            if compact:
+                json.dump(obj, f, separators=(",", ":"))
+            else:
+                json.dump(obj, f, indent=1)
 
     atomic_write(path, write)
 

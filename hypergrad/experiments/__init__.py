@@ -81,6 +81,8 @@ from hypergrad.experiments.mnist_schedules import (  # noqa: F401
     _method_specs,
     _quality,
     _task_settings,
+    compact_run,
+    lrs_opt_settings,
     mnist_claims,
     run_mnist_schedules,
     summarize_online,

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from hypergrad.experiments.mnist_schedules import run_mnist_schedules
+from hypergrad.experiments.parallel import PARALLEL, choose_population, run_in_workers, usable_cores
 from hypergrad.experiments.real_world import run_real_world
 from hypergrad.experiments.sensitivity import run_sensitivity
 from hypergrad.experiments.settings import EXPERIMENTS, SCALES, settings
@@ -29,16 +30,18 @@ RUNNERS = {"mnist-schedules": run_mnist_schedules, "real-world": run_real_world,
 
 def run(experiment: str, s: dict | None = None, scale: str = "quick",
         out_dir: str | os.PathLike | None = None, device="cpu", progress: bool = True,
-        population: int = 1) -> dict:
+        population: int = 1, meta: dict | None = None) -> dict:
     """Run ``experiment`` (settings ``s``, default those of ``scale``); with ``out_dir``, resume
-    from its unit files and write ``results.json`` there (settings, results, metadata).
-    ``population`` > 1 (mnist-schedules): the fixed-β online units N at a time, batched."""
+    from its unit files and write ``results.json`` there (settings, results, metadata, and
+    ``meta``'s items). ``population`` > 1 (mnist-schedules, sensitivity): the online units
+    that allow it N at a time, batched."""
     s = settings(experiment, scale) if s is None else s
     start = time.perf_counter()
     extra = {"population": population} if population != 1 else {}
     result = RUNNERS[experiment](s, out_dir=out_dir, device=device, progress=progress, **extra)
     result["meta"] = run_metadata(time.perf_counter() - start)
     result["meta"]["device"] = str(device)
+    result["meta"].update(meta or {})
     if out_dir is not None:
         atomic_write_json(Path(out_dir) / "results.json", _jsonable(result))
     return result
@@ -179,6 +182,36 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _auto_or_positive_int(text: str):
+    """argparse type: ``auto`` or an integer >= 1."""
+    return "auto" if text == "auto" else _positive_int(text)
+
+
+def _engine(experiment: str, s: dict, device, workers, population) -> dict:
+    """How to use the machine (see :mod:`hypergrad.experiments.parallel`): ``workers``
+    processes of ``threads`` threads, populations of ``population``; ``"auto"`` values are
+    chosen here (population by measuring the experiment's own model)."""
+    dev = torch.device(device)
+    cores = usable_cores()
+    if workers == "auto":
+        workers = cores if dev.type == "cpu" else 1
+    threads = max(1, cores // workers) if dev.type == "cpu" else torch.get_num_threads()
+    engine = {"workers": workers, "threads": threads}
+    if population == "auto":
+        from hypergrad.experiments.mnist_schedules import MnistTask
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            candidates = (1, 8) if dev.type == "cpu" else (1, 8, 32, 128)
+            population, rates = choose_population(MnistTask(s, dev), candidates)
+        finally:
+            torch.set_num_threads(before)
+        engine["population_measured"] = {str(k): v for k, v in rates.items()}
+    engine["population"] = population
+    return engine
+
+
 def _device_name(text: str) -> str:
     """argparse type: a device string torch understands (availability is checked later)."""
     try:
@@ -227,10 +260,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="override a setting, e.g. --set T=100 --set online.betas=[1e-3]")
     p.add_argument("--print-settings", action="store_true", help="print the settings and exit")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--population", type=_positive_int, default=1,
-                   help="mnist-schedules: run the fixed-beta online units N at a time as one "
-                        "batched (vmap) computation; 1 (default) runs them one at a time. The "
-                        "results agree to rounding, not bit for bit")
+    p.add_argument("--population", type=_auto_or_positive_int, default="auto",
+                   help="mnist-schedules, sensitivity: run the online units that allow it N at "
+                        "a time as one batched (vmap) computation; 1 runs them one at a time; "
+                        "auto (default) measures which of 1 and 8 (and 32, 128 on a GPU) is "
+                        "fastest on this model. The results agree to rounding, not bit for bit")
+    p.add_argument("--workers", type=_auto_or_positive_int, default="auto",
+                   help="mnist-schedules, sensitivity: worker processes for the long units; "
+                        "auto (default): one single-thread worker per CPU core, or one on a GPU")
     a = p.parse_args(argv)
 
     s = settings(a.experiment, a.scale)
@@ -238,8 +275,10 @@ def main(argv: list[str] | None = None) -> int:
                         ("--lrs-opt-iterations", a.lrs_opt_iterations)):
         if value is not None and a.experiment != "mnist-schedules":
             p.error(f"argument {flag}: applies to mnist-schedules only, not {a.experiment}")
-    if a.population != 1 and a.experiment != "mnist-schedules":
-        p.error(f"argument --population: applies to mnist-schedules only, not {a.experiment}")
+    for flag, value in (("--population", a.population), ("--workers", a.workers)):
+        if value not in ("auto", 1) and a.experiment not in PARALLEL:
+            p.error(f"argument {flag}: applies to {' and '.join(PARALLEL)} only, not "
+                    f"{a.experiment}")
     if a.tasks is not None and a.experiment != "real-world":
         p.error(f"argument --tasks: applies to real-world only, not {a.experiment}")
     if a.seeds is not None:
@@ -284,12 +323,24 @@ def main(argv: list[str] | None = None) -> int:
     out = result_dir(a.out, a.experiment, a.scale)
     _check_out(p, out)
     try:
+        engine = {}
+        if a.experiment in PARALLEL:
+            engine = _engine(a.experiment, s, device, a.workers, a.population)
+            if engine["workers"] > 1:
+                engine["parallel"] = run_in_workers(
+                    a.experiment, s, out, device, engine["workers"], engine["threads"],
+                    engine["population"], progress=not a.no_progress)
+        extra = {"population": engine.get("population", 1)} if a.experiment in PARALLEL else {}
         result = run(a.experiment, s, out_dir=out, device=device, progress=not a.no_progress,
-                     population=a.population)
-    except (DataError, OSError) as e:  # missing or corrupt data, unwritable files: no traceback
-        print(f"{p.prog}: error: {e}", file=sys.stderr)
+                     meta=engine, **extra)
+    except (DataError, OSError, RuntimeError) as e:  # missing or corrupt data, unwritable
+        print(f"{p.prog}: error: {e}", file=sys.stderr)  # files, a failed worker: no traceback
         return 1
     u = result.get("units", {})
+    if engine.get("parallel"):          # the units the workers computed were loaded here
+        n = engine["parallel"]["units"]
+        u["computed"], u["loaded"] = u.get("computed", 0) + n, u.get("loaded", 0) - n
+        atomic_write_json(out / "results.json", _jsonable(result))
     print(f"{a.experiment} ({a.scale}) on {device}: {u.get('computed', 0)} units computed, "
           f"{u.get('loaded', 0)} loaded, {result['meta']['wall_time_s']:.1f} s -> "
           f"{out / 'results.json'}")

@@ -22,9 +22,17 @@ from hypergrad.experiments.analysis import (
     normalised_distance,
 )
 from hypergrad.experiments.settings import settings
-from hypergrad.experiments.store import UnitStore, _bar, _jsonable, _seed_key, select_kappa
+from hypergrad.experiments.store import (
+    Unit,
+    UnitStore,
+    _bar,
+    _jsonable,
+    _seed_key,
+    compute_batched,
+    float32_trace,
+    select_kappa,
+)
 from hypergrad.hypergradient import hypergradient
-from hypergrad.io import atomic_write_json, run_metadata
 from hypergrad.loop import History, run_online
 from hypergrad.lrs_opt import lrs_opt
 from hypergrad.online import Marthe
@@ -32,7 +40,8 @@ from hypergrad.schedules import (
     constant,
 )
 
-__all__ = ['MnistTask', 'run_mnist_schedules', 'summarize_online', 'mnist_claims']
+__all__ = ['MnistTask', 'online_units', 'plan_units', 'compute_unit', 'finish_unit', 'compact_run',
+           'lrs_opt_settings', 'run_mnist_schedules', 'summarize_online', 'mnist_claims']
 
 
 # =========================================================================== the MNIST task
@@ -101,26 +110,28 @@ class MnistTask:
 
 
     def online_many(self, runs: list[tuple]) -> list[dict]:
-        """Several online runs ``(params, batches, lr0, beta, mu)`` (fixed β) as one population
+        """Several online runs ``(params, batches, lr0, beta, mu[, kappa])`` as one population
         (:func:`hypergrad.population.run_population`): each result as :meth:`online` gives it,
         equal to it to rounding (not bit for bit: the batched kernels round differently)."""
         from hypergrad.population import run_population
 
         n, T = len(runs), len(runs[0][1])
+        kappas = [r[5] if len(r) > 5 else None for r in runs]
         batches = [tuple(torch.stack([r[1][t][j] for r in runs]) for j in range(2)) for t in range(T)]
         pop = run_population(self.dyn, [r[0] for r in runs], batches,
                              lambda p, _: self.objective(p), torch.zeros(n, device=self.device),
                              lr=[r[2] for r in runs], beta=[r[3] for r in runs],
-                             mu=[r[4] for r in runs], max_loss_ratio=self.s["max_loss_ratio"])
+                             mu=[r[4] for r in runs], kappa=kappas,
+                             max_loss_ratio=self.s["max_loss_ratio"])
         out = []
         for i in range(n):
             hist = vars(pop.histories[i])
             if pop.diverged[i] is not None:
                 out.append({"diverged": True, "diverged_at": pop.diverged[i].step, "val_loss": None,
-                            "val_acc": None, "test_acc": None, "kappa": None, **hist})
+                            "val_acc": None, "test_acc": None, "kappa": kappas[i], **hist})
             else:
                 params = {k: v[i] for k, v in pop.params.items()}
-                out.append({"diverged": False, "diverged_at": None, "kappa": None,
+                out.append({"diverged": False, "diverged_at": None, "kappa": kappas[i],
                             **self.evaluate(params), **hist})
         return out
 
@@ -138,6 +149,94 @@ def _method_specs(s: dict) -> dict:
 def _task_settings(s: dict) -> dict:
     keys = ("n_train", "n_val", "data_seed", "sizes", "batch_size", "T", "max_loss_ratio")
     return {k: s[k] for k in keys}
+
+
+def compact_run(run: dict, traces: tuple[str, ...]) -> dict:
+    """What a unit file keeps of an online run: its outcome and final metrics, and only the
+    per-step ``traces`` named (of ``lr``, ``mu``, ``beta``, ``hypergradient``, ``loss``,
+    ``objective``), rounded to float32 precision (:func:`~hypergrad.experiments.store.float32_trace`)."""
+    all_traces = ("lr", "mu", "beta", "hypergradient", "loss", "objective")
+    out = {k: v for k, v in run.items() if k not in all_traces}
+    out.update({k: float32_trace(run[k]) for k in traces})
+    return out
+
+
+def online_units(s: dict) -> list[Unit]:
+    """Section 5's online runs as units, seed by seed (all methods and ``β`` of a seed, then
+    the next seed): an interrupted sweep leaves whole seeds done. The fixed-β runs can be
+    computed as populations (``Unit.batch``); adaptive β chooses κ run by run (Section 4)."""
+    specs, on = _method_specs(s), s["online"]
+    base = _task_settings(s)
+    units = []
+    for seed in on["seeds"]:
+        for method, (mu, adaptive_beta) in specs.items():
+            for beta in (float(b) for b in on["betas"]):
+                settings_ = {**base, "method": method, "mu": mu, "beta": beta, "seed": seed,
+                             "lr0": s["lr0"],
+                             "kappa_start": on["kappa_start"] if adaptive_beta else None}
+                units.append(Unit(
+                    f"online_{method}_beta{beta:g}_seed{seed}", _jsonable(settings_),
+                    ("online", method, beta, seed),
+                    None if adaptive_beta else {"seed": seed, "lr0": s["lr0"], "beta": beta,
+                                                "mu": mu, "kappa": None}))
+    return units
+
+
+def lrs_opt_settings(s: dict, seed: int) -> dict:
+    """The settings that determine LRS-OPT's unit for ``seed`` (the outer optimiser is named
+    only when it is not the paper's projected gradient descent)."""
+    lo = s["lrs_opt"]
+    unit = {**_task_settings(s), "seed": seed, "init": s["fixed_lr"],
+            "iterations": lo["iterations"], "step_size": lo["step_size"], "max_lr": lo["max_lr"]}
+    if lo.get("optimizer", "pgd") != "pgd":
+        unit["optimizer"] = lo["optimizer"]
+    return _jsonable(unit)
+
+
+def plan_units(s: dict) -> list[Unit]:
+    """Every long unit of Section 5: the LRS-OPT seeds, then the online runs. (The fixed-η
+    baseline and the quality units are short, and the latter need the online results.)"""
+    lrs = [Unit(f"lrs_opt_seed{seed}", lrs_opt_settings(s, seed), ("lrs_opt", seed), None)
+           for seed in s["lrs_opt"]["seeds"]]
+    return lrs + online_units(s)
+
+
+def _traces_of(s: dict, method: str, seed: int) -> tuple[str, ...]:
+    mu, adaptive_beta = _method_specs(s)[method]
+    keep = ["lr"]
+    if mu == "auto":
+        keep.append("mu")
+    if adaptive_beta:
+        keep.append("beta")
+    if seed in s["quality"]["seeds"]:      # the quality analysis reads Δ_t of these runs
+        keep.append("hypergradient")
+    return tuple(keep)
+
+
+def finish_unit(s: dict, unit: Unit, run: dict) -> dict:
+    """An online run's stored form (:func:`compact_run` with the traces the analyses read)."""
+    _, method, _, seed = unit.compute
+    return compact_run(run, _traces_of(s, method, seed))
+
+
+def compute_unit(task: MnistTask, s: dict, unit: Unit, store: UnitStore | None = None,
+                 progress: bool = False) -> dict:
+    """Compute one unit of :func:`plan_units` (one at a time)."""
+    if unit.compute[0] == "lrs_opt":
+        return _lrs_opt_unit(task, s, unit.compute[1], store or UnitStore(None), progress)
+    _, method, beta, seed = unit.compute
+    mu, adaptive_beta = _method_specs(s)[method]
+    params, batches = task.init_params(seed), task.batches(seed)
+    if not adaptive_beta:
+        run = task.online(params, batches, s["lr0"], beta, mu)
+    else:
+        on = s["online"]
+        try:
+            run = select_kappa(lambda k: task.online(params, batches, s["lr0"], beta, mu, k),
+                               on["kappa_start"], max_tries=8)[1]
+        except DivergenceError:
+            run = task.online(params, batches, s["lr0"], beta, mu, 0.0) | {"kappa": None}
+    return finish_unit(s, unit, run)
 
 
 # =========================================================================== Section 5
@@ -189,39 +288,19 @@ def run_mnist_schedules(s: dict, out_dir: str | os.PathLike | None = None, devic
     for seed in lo["seeds"]:
         out["lrs_opt"][str(seed)] = _lrs_opt_unit(task, s, seed, store, progress)
 
-    # -- the online methods, over β and seeds
-    def unit_of(method, beta, seed):
-        mu, adaptive_beta = specs[method]
-        return {**base, "method": method, "mu": mu, "beta": beta, "seed": seed, "lr0": s["lr0"],
-                "kappa_start": on["kappa_start"] if adaptive_beta else None}
+    # -- the online methods, over β and seeds (--population N: the fixed-β units not stored
+    # yet, N at a time as one batched computation)
+    units = {u.compute[1:]: u for u in online_units(s)}
+    if population > 1:
+        compute_batched(task, list(units.values()), store, population,
+                        lambda unit, run: finish_unit(s, unit, run))
 
     def online_unit(method, beta, seed):
-        mu, adaptive_beta = specs[method]
-        unit = unit_of(method, beta, seed)
+        unit = units.get((method, beta, seed)) or next(
+            u for u in online_units({**s, "online": {**on, "seeds": [seed], "betas": [beta]}})
+            if u.compute[1] == method)
+        return store.get(unit.name, unit.settings, lambda: compute_unit(task, s, unit))
 
-        def compute():
-            params, batches = task.init_params(seed), task.batches(seed)
-            if not adaptive_beta:
-                return task.online(params, batches, s["lr0"], beta, mu)
-
-            try:
-                return select_kappa(lambda k: task.online(params, batches, s["lr0"], beta, mu, k),
-                                    on["kappa_start"], max_tries=8)[1]
-            except DivergenceError:
-                return task.online(params, batches, s["lr0"], beta, mu, 0.0) | {"kappa": None}
-
-        return store.get(f"online_{method}_beta{beta:g}_seed{seed}", unit, compute)
-
-    # --population N: the fixed-β units not stored yet, N at a time as one batched computation
-    if population > 1:
-        pending = [(m, b, sd) for m in specs if not specs[m][1] for b in betas for sd in on["seeds"]
-                   if store.lookup(f"online_{m}_beta{b:g}_seed{sd}", _jsonable(unit_of(m, b, sd))) is None]
-        for i in range(0, len(pending), population):
-            chunk = pending[i:i + population]
-            results = task.online_many([(task.init_params(sd), task.batches(sd), s["lr0"], b, specs[m][0])
-                                        for m, b, sd in chunk])
-            for (m, b, sd), res in zip(chunk, results, strict=True):
-                store.get(f"online_{m}_beta{b:g}_seed{sd}", unit_of(m, b, sd), lambda res=res: res)
     with _bar(n_online, "online runs", progress) as bar:
         for method in specs:
             for beta in betas:
@@ -255,8 +334,7 @@ def run_mnist_schedules(s: dict, out_dir: str | os.PathLike | None = None, devic
 
 def _lrs_opt_unit(task: MnistTask, s: dict, seed: int, store: UnitStore, progress: bool) -> dict:
     lo = s["lrs_opt"]
-    unit = {**_task_settings(s), "seed": seed, "init": s["fixed_lr"], "iterations": lo["iterations"],
-            "step_size": lo["step_size"], "max_lr": lo["max_lr"]}
+    unit = lrs_opt_settings(s, seed)
     name = f"lrs_opt_seed{seed}"
     found = store.lookup(name, _jsonable(unit))
     if found is not None:
@@ -274,7 +352,8 @@ def _lrs_opt_unit(task: MnistTask, s: dict, seed: int, store: UnitStore, progres
         res = lrs_opt(task.dyn, params, constant(s["T"], s["fixed_lr"]),
                       lambda it: task.batches(seed, salt=it + 1), task.objective,
                       iterations=lo["iterations"], step_size=lo["step_size"],
-                      max_lr=lo["max_lr"], save_path=save_path, progress=False,
+                      max_lr=lo["max_lr"], optimizer=lo.get("optimizer", "pgd"),
+                      save_path=save_path, progress=False,
                       settings={"unit": _jsonable(unit)}, callback=lambda *_: bar.update())
     lrs, history, iterations = res.lrs, res.history, res.iterations
     d = res.diverged
@@ -282,16 +361,12 @@ def _lrs_opt_unit(task: MnistTask, s: dict, seed: int, store: UnitStore, progres
         f"diverged at step {d['step']} of hyper-iteration {d['iteration']}: {d['message']}")
     wall = res.meta.get("wall_time_s", time.perf_counter() - start)
     final = task.train_fixed(params, lrs, task.batches(seed))
-    store.wall[name] = wall
-    result = {"lrs": lrs, "history": history, "iterations": iterations, "diverged": diverged,
-              **final}
-    if store.folder is not None:
-        atomic_write_json(store.path(name), {
-            "settings": _jsonable(unit), "result": _jsonable(result),
-            "meta": run_metadata(wall)})
+    result = _jsonable({"lrs": lrs, "history": history, "iterations": iterations,
+                        "diverged": diverged, **final})
+    store.put(name, unit, result, wall)
+    if save_path is not None:
         save_path.unlink(missing_ok=True)
-    store.computed += 1
-    return _jsonable(result)
+    return result
 
 
 def _quality(task: MnistTask, s: dict, seed: int, own_runs: dict) -> dict:

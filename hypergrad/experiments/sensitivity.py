@@ -8,30 +8,84 @@ import torch
 
 from hypergrad.experiments.analysis import combine, compare
 from hypergrad.experiments.mnist_schedules import MnistTask, _task_settings
-from hypergrad.experiments.store import UnitStore, _bar, _jsonable
+from hypergrad.experiments.store import (
+    Unit,
+    UnitStore,
+    _bar,
+    _jsonable,
+    compute_batched,
+    float32_trace,
+)
 
-__all__ = ['run_sensitivity', 'sensitivity_grids', 'sensitivity_claims']
+__all__ = ['PANELS', 'plan_units', 'compute_unit', 'finish_unit', 'run_sensitivity', 'sensitivity_grids', 'sensitivity_claims']
 
 
 # =========================================================================== Appendix C
+PANELS = ("fixed", "adaptive-beta")
+
+
+def _mu_key(mu) -> str:
+    return "auto" if mu == "auto" else format(float(mu), "g")
+
+
+def plan_units(s: dict) -> list[Unit]:
+    """Appendix C's grid runs as units, seed by seed (both panels, every ``μ`` and ``β`` of a
+    seed, then the next seed): an interrupted sweep leaves whole seeds done. Every unit can
+    run in a population (``Unit.batch``): κ is fixed, not selected."""
+    base = _task_settings(s)
+    units = []
+    for seed in s["seeds"]:
+        for panel in PANELS:
+            kappa = s["kappa"] if panel == "adaptive-beta" else None
+            for mu in s["mus"]:
+                for beta in (float(b) for b in s["betas"]):
+                    settings_ = {**base, "panel": panel, "mu": mu, "beta": beta, "seed": seed,
+                                 "kappa": kappa, "lr0": s["lr0"]}
+                    units.append(Unit(
+                        f"sens_{panel}_mu{_mu_key(mu)}_beta{beta:g}_seed{seed}",
+                        _jsonable(settings_), ("grid", panel, mu, beta, seed),
+                        {"seed": seed, "lr0": s["lr0"], "beta": beta, "mu": mu, "kappa": kappa}))
+    return units
+
+
+def finish_unit(s: dict, unit: Unit, run: dict) -> dict:
+    """A grid run's stored form: its outcome, final metrics, mean μ and η_t (float32)."""
+    keep = ("diverged", "diverged_at", "val_loss", "val_acc", "test_acc")
+    return {**{k: run[k] for k in keep}, "lr": float32_trace(run["lr"]),
+            "mu_mean": sum(run["mu"]) / len(run["mu"]) if run["mu"] else None}
+
+
+def compute_unit(task: MnistTask, s: dict, unit: Unit, store: UnitStore | None = None,
+                 progress: bool = False) -> dict:
+    """Compute one grid run of :func:`plan_units` (alone)."""
+    b = unit.batch
+    run = task.online(task.init_params(b["seed"]), task.batches(b["seed"]), b["lr0"], b["beta"],
+                      b["mu"], b["kappa"])
+    return finish_unit(s, unit, run)
+
+
 def run_sensitivity(s: dict, out_dir: str | os.PathLike | None = None, device="cpu",
-                    progress: bool = True, store: UnitStore | None = None) -> dict:
+                    progress: bool = True, store: UnitStore | None = None,
+                    population: int = 1) -> dict:
     """Appendix C on the MNIST task: MARTHE's final validation error over ``β × μ``.
 
     Two panels: ``"fixed"`` — fixed ``β`` and fixed ``μ`` (no adaptation; ``μ = "auto"`` is the
     adaptive-``μ`` row for comparison); ``"adaptive-beta"`` — the same grid with ``β``
     adapted from ``β_0`` by ``κ`` (fixed). Returns ``{"settings", "panels": {panel: {"betas",
     "mus", "val_error": [[mean over seeds or None]], "diverged": [[count]], "runs": {...}}}}``.
+    ``population`` > 1: the runs not stored yet, N at a time as one batched computation.
     """
     s = _jsonable(s)
     store = store or UnitStore(out_dir)
     task = MnistTask(s, device)
-    base = _task_settings(s)
     betas, mus = [float(b) for b in s["betas"]], s["mus"]
-    panels = {"fixed": None, "adaptive-beta": s["kappa"]}
+    units = {u.compute[1:]: u for u in plan_units(s)}
+    if population > 1:
+        compute_batched(task, list(units.values()), store, population,
+                        lambda unit, run: finish_unit(s, unit, run))
     out = {"settings": s, "panels": {}}
-    with _bar(len(panels) * len(betas) * len(mus) * len(s["seeds"]), "grid runs", progress) as bar:
-        for panel, kappa in panels.items():
+    with _bar(len(units), "grid runs", progress) as bar:
+        for panel in PANELS:
             err = [[None] * len(betas) for _ in mus]
             div = [[0] * len(betas) for _ in mus]
             runs = {}
@@ -39,27 +93,18 @@ def run_sensitivity(s: dict, out_dir: str | os.PathLike | None = None, device="c
                 for j, beta in enumerate(betas):
                     vals = []
                     for seed in s["seeds"]:
-                        key = f"{'auto' if mu == 'auto' else format(float(mu), 'g')}"
-                        name = f"sens_{panel}_mu{key}_beta{beta:g}_seed{seed}"
-                        unit = {**base, "panel": panel, "mu": mu, "beta": beta, "seed": seed,
-                                "kappa": kappa, "lr0": s["lr0"]}
-
-                        def compute(mu=mu, beta=beta, seed=seed, kappa=kappa):
-                            r = task.online(task.init_params(seed), task.batches(seed), s["lr0"],
-                                            beta, mu, kappa)
-                            keep = ("diverged", "diverged_at", "val_loss", "val_acc", "test_acc")
-                            return {**{k: r[k] for k in keep}, "lr": r["lr"], "mu_mean": (
-                                sum(r["mu"]) / len(r["mu"]) if r["mu"] else None)}
-
-                        r = store.get(name, unit, compute)
-                        runs[name] = r
+                        unit = units[(panel, mu, beta, seed)]
+                        r = store.get(unit.name, unit.settings,
+                                      lambda unit=unit: compute_unit(task, s, unit))
+                        runs[unit.name] = r
                         if r["diverged"]:
                             div[i][j] += 1
                         else:
                             vals.append(1.0 - r["val_acc"])
                         bar.update()
                     err[i][j] = sum(vals) / len(vals) if vals else None
-            out["panels"][panel] = {"kappa": kappa, "betas": betas, "mus": mus, "val_error": err,
+            out["panels"][panel] = {"kappa": s["kappa"] if panel == "adaptive-beta" else None,
+                                    "betas": betas, "mus": mus, "val_error": err,
                                     "diverged": div, "runs": runs}
     out["units"] = {"computed": store.computed, "loaded": store.loaded}
     return out

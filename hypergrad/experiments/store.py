@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,7 +18,7 @@ from hypergrad.io import atomic_write_json, run_metadata
 from hypergrad.loop import select_hyper_lr
 from hypergrad.lrs_opt import LrsOptResult
 
-__all__ = ['select_kappa', 'UnitStore', 'result_dir', 'load_results']
+__all__ = ['select_kappa', 'UnitStore', 'result_dir', 'load_results', 'float32_trace', 'Unit', 'compute_batched']
 
 
 # =========================================================================== unit store
@@ -154,15 +155,65 @@ class UnitStore:
             return found
         start = time.perf_counter()
         result = _jsonable(compute())
+        self.put(name, unit_settings, result, time.perf_counter() - start)
+        return result
+
+    def put(self, name: str, unit_settings: dict, result: dict, wall: float | None) -> None:
+        """Store a unit computed elsewhere (e.g. with others, as one population): its file is
+        compact JSON with its settings, result and :func:`~hypergrad.io.run_metadata` (commit,
+        hardware, threads, wall time)."""
+        unit_settings, result = _jsonable(unit_settings), _jsonable(result)
         self.memory[name] = (unit_settings, result)
-        self.wall[name] = time.perf_counter() - start
+        self.wall[name] = wall
         if self.folder is not None:
             atomic_write_json(self.path(name), {
-                "settings": unit_settings, "result": result,
-                "meta": run_metadata(self.wall[name])})
+                "settings": unit_settings, "result": result, "meta": run_metadata(wall)},
+                compact=True)
             self.path(name, ".ckpt.json").unlink(missing_ok=True)   # see checkpoint()
         self.computed += 1
-        return result
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of an experiment: its file ``name``, the ``settings`` that determine it, what
+    to ``compute`` (a tuple of plain values the experiment's ``compute_unit`` reads, so that a
+    unit can be sent to a worker process) and, for an online run that can be computed with
+    others as one population, its ``batch`` description (``seed``, ``lr0``, ``beta``, ``mu``,
+    ``kappa``; ``None`` when the unit must run alone)."""
+
+    name: str
+    settings: dict
+    compute: tuple
+    batch: dict | None = None
+
+
+def compute_batched(task, units: list[Unit], store: UnitStore, population: int,
+                    finish: Callable[[Unit, dict], dict]) -> int:
+    """The batchable ``units`` not stored yet, ``population`` at a time as one
+    :func:`~hypergrad.population.run_population` computation (``task.online_many``); each
+    member is stored as ``finish(unit, run)`` with its share of the wall time. Returns the
+    number computed."""
+    todo = [u for u in units if u.batch is not None and store.lookup(u.name, u.settings) is None]
+    for i in range(0, len(todo), population):
+        chunk = todo[i:i + population]
+        start = time.perf_counter()
+        runs = task.online_many([(task.init_params(u.batch["seed"]), task.batches(u.batch["seed"]),
+                                  u.batch["lr0"], u.batch["beta"], u.batch["mu"], u.batch["kappa"])
+                                 for u in chunk])
+        share = (time.perf_counter() - start) / len(chunk)
+        for u, run in zip(chunk, runs, strict=True):
+            store.put(u.name, u.settings, finish(u, run), share)
+    return len(todo)
+
+
+def float32_trace(values) -> list:
+    """A per-step trace rounded to float32 precision, each number written with the fewest
+    digits that read back as the same float32 (``None`` for a non-finite value): what the
+    committed unit files keep of a run's trajectory."""
+    import numpy as np
+
+    return [float(str(np.float32(v))) if v is not None and math.isfinite(v) else None
+            for v in values]
 
 
 def _bar(total: int, desc: str, progress: bool):

@@ -1,0 +1,201 @@
+"""Running an experiment's long units in worker processes, and choosing the engine by measurement.
+
+The paper's sweeps are embarrassingly parallel, and two ways of using a machine's cores compete:
+several single-thread worker processes, each computing whole units, or one process whose
+kernels use every core; and within a process, one run at a time or a *population* of runs as
+one batched computation (:func:`hypergrad.population.run_population`). On the CPUs measured
+(``benchmarks/bench_population.py``) single-thread workers win at every model size of Part II
+(the MLP 784-500-500-500-10: 28 ms per MARTHE step in each of two single-thread workers at
+once, 20.6 ms in one two-thread process); a population wins at quick scale and loses at paper
+scale. So the command line's defaults are: on a CPU, one single-thread worker per core; on a
+GPU, one worker; and in each worker the population size that :func:`choose_population`
+measures to be fastest on the experiment's own model. Whatever is chosen, each unit is
+computed by the same code, and the results agree to rounding (a population's batched kernels
+round differently from one run's).
+"""
+
+from __future__ import annotations
+
+import os
+import queue as queue_module
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from hypergrad.experiments import mnist_schedules, sensitivity
+from hypergrad.experiments.store import Unit, UnitStore, _bar, _jsonable, compute_batched
+
+__all__ = ["PARALLEL", "usable_cores", "pending_units", "choose_population", "run_units",
+           "run_in_workers"]
+
+#: the experiments whose long units run in workers: name -> module with ``plan_units``,
+#: ``compute_unit`` and ``finish_unit``
+PARALLEL = {"mnist-schedules": mnist_schedules, "sensitivity": sensitivity}
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def pending_units(experiment: str, s: dict, out_dir) -> list[Unit]:
+    """The long units of ``experiment`` (settings ``s``) whose file under ``out_dir`` is missing
+    or holds other settings, in the order of the experiment's plan."""
+    store = UnitStore(out_dir)
+    return [u for u in PARALLEL[experiment].plan_units(s)
+            if store.lookup(u.name, u.settings) is None]
+
+
+def choose_population(task, candidates=(1, 8), steps: int = 3) -> tuple[int, dict]:
+    """The population size among ``candidates`` with the most member-steps per second on
+    ``task``'s model, measured here: ``steps`` steps of MARTHE (μ = 0.9, the Hessian–vector
+    product path) one run at a time (N = 1) and as populations of N (after one warm-up call
+    each). Returns ``(N, {N: member-steps per second})``; a size that runs out of memory stops
+    the search."""
+    batches = task.batches(0)[:steps]
+    params = task.init_params(0)
+    rate = {}
+    for n in candidates:
+        def go(k=steps, n=n):
+            if n == 1:
+                task.online(params, batches[:k], 0.01, 1e-4, 0.9)
+            else:
+                task.online_many([(params, batches[:k], 0.01, 1e-4, 0.9)] * n)
+        try:
+            go(1)
+            if task.device.type == "cuda":
+                torch.cuda.synchronize(task.device)
+            start = time.perf_counter()
+            go()
+            if task.device.type == "cuda":
+                torch.cuda.synchronize(task.device)
+            rate[n] = n * steps / (time.perf_counter() - start)
+        except torch.OutOfMemoryError:
+            break
+    return max(rate, key=rate.get), rate
+
+
+def run_units(experiment: str, s: dict, units: list[Unit], out_dir, device, population: int,
+              report=None) -> None:
+    """Compute ``units`` of ``experiment`` in this process and store them under ``out_dir``:
+    the batchable ones ``population`` at a time, the others one by one. ``report(names)`` is
+    called after each stored unit or population."""
+    mod = PARALLEL[experiment]
+    task = mnist_schedules.MnistTask(s, device)
+    store = UnitStore(out_dir)
+    for job in _jobs(units, population):
+        _compute_job(mod, task, s, store, job, population)
+        if report is not None:
+            report([u.name for u in job])
+
+
+def _jobs(units: list[Unit], population: int) -> list[list[Unit]]:
+    """Units grouped into jobs: batchable units ``population`` at a time, others alone."""
+    jobs, batch = [], []
+    for u in units:
+        if u.batch is not None and population > 1:
+            batch.append(u)
+            if len(batch) == population:
+                jobs.append(batch)
+                batch = []
+        else:
+            jobs.append([u])
+    return jobs + ([batch] if batch else [])
+
+
+def _compute_job(mod, task, s: dict, store: UnitStore, job: list[Unit], population: int) -> None:
+    if len(job) > 1:
+        compute_batched(task, job, store, population, lambda u, r: mod.finish_unit(s, u, r))
+        return
+    (u,) = job
+    if u.compute[0] == "lrs_opt":                 # stores itself, resuming within the unit
+        mod.compute_unit(task, s, u, store)
+    else:
+        store.get(u.name, u.settings, lambda: mod.compute_unit(task, s, u))
+
+
+def _worker(experiment, s, out_dir, device, population, threads, jobs, done):
+    torch.set_num_threads(threads)
+    mod = PARALLEL[experiment]
+    try:
+        task = mnist_schedules.MnistTask(s, device)
+    except Exception as e:  # noqa: BLE001 (reported to the parent, which raises)
+        done.put(("error", [], f"{type(e).__name__}: {e}"))
+        return
+    store = UnitStore(out_dir)
+    while (job := jobs.get()) is not None:
+        try:
+            _compute_job(mod, task, s, store, job, population)
+            done.put(("ok", [u.name for u in job], None))
+        except Exception as e:  # noqa: BLE001 (reported to the parent, which raises)
+            done.put(("error", [u.name for u in job], f"{type(e).__name__}: {e}"))
+    done.put(("exit", [], None))
+
+
+def run_in_workers(experiment: str, s: dict, out_dir, device="cpu", workers: int = 2,
+                   threads: int = 1, population: int = 1, progress: bool = True) -> dict:
+    """Compute the pending long units of ``experiment`` in ``workers`` processes of
+    ``threads`` threads each (``spawn``), storing each under ``out_dir`` as it finishes;
+    the jobs are handed out one at a time, in the plan's order (LRS-OPT first: the longest).
+    Interrupting loses only the units in progress (an LRS-OPT unit keeps its iterations).
+    Returns ``{"units", "workers", "threads", "population", "wall_time_s"}``; raises
+    ``RuntimeError`` naming the units that failed."""
+    import multiprocessing as mp
+
+    s = _jsonable(s)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    units = pending_units(experiment, s, out_dir)
+    start = time.perf_counter()
+    info = {"units": len(units), "workers": workers, "threads": threads, "population": population}
+    if not units:
+        return info | {"wall_time_s": 0.0}
+    jobs = _jobs(units, population)
+    ctx = mp.get_context("spawn")
+    queue, done = ctx.Queue(), ctx.Queue()
+    for job in jobs:
+        queue.put(job)
+    n = min(workers, len(jobs))
+    for _ in range(n):
+        queue.put(None)
+    procs = [ctx.Process(target=_worker, daemon=True,
+                         args=(experiment, s, str(out_dir), str(device), population, threads,
+                               queue, done)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    errors, exited = [], 0
+    try:
+        with _bar(len(units), f"{experiment} units ({n} workers)", progress) as bar:
+            while exited < n:
+                try:
+                    kind, names, why = done.get(timeout=2.0)
+                except queue_module.Empty:
+                    if not any(p.is_alive() for p in procs):
+                        break                       # a worker died without a word
+                    continue
+                if kind == "exit":
+                    exited += 1
+                elif kind == "ok":
+                    bar.update(len(names))
+                else:
+                    errors.append(f"{', '.join(names) or 'worker start'}: {why}")
+                    if not names:
+                        exited += 1
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join()
+    if errors:
+        raise RuntimeError("units failed in the workers:\n  " + "\n  ".join(errors))
+    missing = pending_units(experiment, s, out_dir)
+    if missing:
+        raise RuntimeError(f"{len(missing)} unit(s) were not stored by the workers (a worker "
+                           f"died?), e.g. {missing[0].name}")
+    print(f"{experiment}: {len(units)} units in {n} worker(s) x {threads} thread(s), "
+          f"population {population}, {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return info | {"wall_time_s": time.perf_counter() - start}
