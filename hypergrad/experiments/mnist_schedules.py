@@ -41,7 +41,7 @@ from hypergrad.schedules import (
 )
 
 __all__ = ['MnistTask', 'online_units', 'plan_units', 'compute_unit', 'finish_unit', 'compact_run',
-           'lrs_opt_settings', 'run_mnist_schedules', 'summarize_online', 'mnist_claims']
+           'lrs_opt_settings', 'fixed_settings', 'run_mnist_schedules', 'summarize_online', 'mnist_claims']
 
 
 # =========================================================================== the MNIST task
@@ -193,12 +193,22 @@ def lrs_opt_settings(s: dict, seed: int) -> dict:
     return _jsonable(unit)
 
 
+def fixed_settings(s: dict, seed: int) -> dict:
+    """The settings that determine the fixed-η baseline's unit for ``seed``."""
+    return _jsonable({**_task_settings(s), "lr": s["fixed_lr"], "seed": seed})
+
+
 def plan_units(s: dict) -> list[Unit]:
-    """Every long unit of Section 5: the LRS-OPT seeds, then the online runs. (The fixed-η
-    baseline and the quality units are short, and the latter need the online results.)"""
+    """The units of Section 5 that do not depend on others: the LRS-OPT seeds (the longest,
+    first), the fixed-η baseline of every seed, then the online runs seed by seed. (The
+    quality units read the online results, so they come after.)"""
+    seeds = sorted(set(s["online"]["seeds"]) | set(s["lrs_opt"]["seeds"])
+                   | set(s["quality"]["seeds"]))
     lrs = [Unit(f"lrs_opt_seed{seed}", lrs_opt_settings(s, seed), ("lrs_opt", seed), None)
            for seed in s["lrs_opt"]["seeds"]]
-    return lrs + online_units(s)
+    fixed = [Unit(f"fixed_seed{seed}", fixed_settings(s, seed), ("fixed", seed), None)
+             for seed in seeds]
+    return lrs + fixed + online_units(s)
 
 
 def _traces_of(s: dict, method: str, seed: int) -> tuple[str, ...]:
@@ -224,6 +234,10 @@ def compute_unit(task: MnistTask, s: dict, unit: Unit, store: UnitStore | None =
     """Compute one unit of :func:`plan_units` (one at a time)."""
     if unit.compute[0] == "lrs_opt":
         return _lrs_opt_unit(task, s, unit.compute[1], store or UnitStore(None), progress)
+    if unit.compute[0] == "fixed":
+        seed = unit.compute[1]
+        return task.train_fixed(task.init_params(seed), constant(s["T"], s["fixed_lr"]),
+                                task.batches(seed))
     _, method, beta, seed = unit.compute
     mu, adaptive_beta = _method_specs(s)[method]
     params, batches = task.init_params(seed), task.batches(seed)
@@ -278,11 +292,9 @@ def run_mnist_schedules(s: dict, out_dir: str | os.PathLike | None = None, devic
 
     # -- the fixed-η baseline
     for seed in seeds:
-        out["fixed"][str(seed)] = store.get(
-            f"fixed_seed{seed}", {**base, "lr": s["fixed_lr"], "seed": seed},
-            lambda seed=seed: task.train_fixed(task.init_params(seed),
-                                               constant(s["T"], s["fixed_lr"]),
-                                               task.batches(seed)))
+        unit = Unit(f"fixed_seed{seed}", fixed_settings(s, seed), ("fixed", seed))
+        out["fixed"][str(seed)] = store.get(unit.name, unit.settings,
+                                            lambda unit=unit: compute_unit(task, s, unit))
 
     # -- LRS-OPT (Problem 1 by projected gradient descent on η, exact hypergradient)
     for seed in lo["seeds"]:
