@@ -199,16 +199,22 @@ def fixed_settings(s: dict, seed: int) -> dict:
 
 
 def plan_units(s: dict) -> list[Unit]:
-    """The units of Section 5 that do not depend on others: the LRS-OPT seeds (the longest,
-    first), the fixed-η baseline of every seed, then the online runs seed by seed. (The
-    quality units read the online results, so they come after.)"""
+    """The units of Section 5 that do not depend on others, in the order they are handed to
+    the workers: the fixed-η baseline of every seed (short), then seed by seed the LRS-OPT
+    unit of that seed (the longest; one worker takes it while the others go on) and the
+    online runs of that seed, so that an interrupted sweep leaves whole seeds of both done.
+    (The quality units read the online results, so they come after.)"""
     seeds = sorted(set(s["online"]["seeds"]) | set(s["lrs_opt"]["seeds"])
                    | set(s["quality"]["seeds"]))
-    lrs = [Unit(f"lrs_opt_seed{seed}", lrs_opt_settings(s, seed), ("lrs_opt", seed), None)
-           for seed in s["lrs_opt"]["seeds"]]
-    fixed = [Unit(f"fixed_seed{seed}", fixed_settings(s, seed), ("fixed", seed), None)
+    units = [Unit(f"fixed_seed{seed}", fixed_settings(s, seed), ("fixed", seed), None)
              for seed in seeds]
-    return lrs + fixed + online_units(s)
+    online = online_units(s)
+    for seed in seeds:
+        if seed in s["lrs_opt"]["seeds"]:
+            units.append(Unit(f"lrs_opt_seed{seed}", lrs_opt_settings(s, seed),
+                              ("lrs_opt", seed), None))
+        units += [u for u in online if u.compute[3] == seed]
+    return units
 
 
 def _traces_of(s: dict, method: str, seed: int) -> tuple[str, ...]:

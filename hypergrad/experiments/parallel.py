@@ -141,7 +141,7 @@ def run_in_workers(experiment: str, s: dict, out_dir, device="cpu", workers: int
                    threads: int = 1, population: int = 1, progress: bool = True) -> dict:
     """Compute the pending long units of ``experiment`` in ``workers`` processes of
     ``threads`` threads each (``spawn``), storing each under ``out_dir`` as it finishes;
-    the jobs are handed out one at a time, in the plan's order (LRS-OPT first: the longest).
+    the jobs are handed out one at a time, in the plan's order.
     Interrupting loses only the units in progress (an LRS-OPT unit keeps its iterations).
     Returns ``{"units", "workers", "threads", "population", "wall_time_s"}``; raises
     ``RuntimeError`` naming the units that failed."""
