@@ -73,10 +73,15 @@ def source_commit(root: str | os.PathLike | None = None) -> str | None:
     return None
 
 
+#: the commit checked out when this process imported the library: the code that runs, even
+#: if the checkout moves on while a long run goes on
+_LOADED_COMMIT = source_commit()
+
+
 def run_metadata(wall_time: float | None = None, commit: str | None = None) -> dict:
     """Commit, versions, hardware, date (and ``wall_time`` when given), saved beside every
-    long run's results; ``commit`` defaults to :func:`source_commit`."""
-    meta = {"commit": commit or source_commit(),
+    long run's results; ``commit`` defaults to the commit the library was imported from."""
+    meta = {"commit": commit or _LOADED_COMMIT,
             "torch": torch.__version__, "python": platform.python_version(),
             "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
