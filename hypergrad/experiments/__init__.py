@@ -39,7 +39,11 @@ Command line::
 
 writes ``results/<experiment>/<scale>/results.json`` (settings, results and
 :func:`hypergrad.io.run_metadata`: commit, hardware, versions, wall time) and the unit
-files beside it; the chapters plot ``results.json`` when it is present.
+files beside it. For ``mnist-schedules`` and ``sensitivity`` the long units (:class:`Unit`,
+``plan_units`` of each experiment) are computed by worker processes
+(:mod:`hypergrad.experiments.parallel`; ``--workers``, default one single-thread worker per
+CPU core) in populations whose size is measured on the experiment's model (``--population``).
+The paper-scale unit files are committed with the book (``scripts/paper_runs.sh``).
 """
 
 from hypergrad.experiments.analysis import (  # noqa: F401
@@ -113,6 +117,7 @@ from hypergrad.experiments.settings import (  # noqa: F401
     settings,
 )
 from hypergrad.experiments.store import (  # noqa: F401
+    Unit,
     UnitStore,
     _bar,
     _jsonable,
@@ -121,4 +126,4 @@ from hypergrad.experiments.store import (  # noqa: F401
     result_dir,
 )
 
-__all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings', 'UnitStore', 'result_dir', 'load_results', 'hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'normalised_distance', 'linger', 'PAR_MARGIN', 'MnistTask', 'run_mnist_schedules', 'summarize_online', 'mnist_claims', 'MAX_POINTS', 'run_real_world', 'summarize_real_world', 'real_world_claims', 'run_sensitivity', 'sensitivity_grids', 'sensitivity_claims', 'RUNNERS', 'run', 'load_or_run', 'main']
+__all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings', 'Unit', 'UnitStore', 'result_dir', 'load_results', 'hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'normalised_distance', 'linger', 'PAR_MARGIN', 'MnistTask', 'run_mnist_schedules', 'summarize_online', 'mnist_claims', 'MAX_POINTS', 'run_real_world', 'summarize_real_world', 'real_world_claims', 'run_sensitivity', 'sensitivity_grids', 'sensitivity_claims', 'RUNNERS', 'run', 'load_or_run', 'main']
