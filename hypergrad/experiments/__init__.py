@@ -39,7 +39,9 @@ Command line::
 
 writes ``results/<experiment>/<scale>/results.json`` (settings, results and
 :func:`hypergrad.io.run_metadata`: commit, hardware, versions, wall time) and the unit
-files beside it; the chapters plot ``results.json`` when it is present.
+files beside it. The unit files of the paper-scale runs are committed as they finish;
+:func:`committed` reads them as they are (progress, wall time, machine, and the result of the
+complete seeds) without computing anything, for the chapters' paper-scale sections.
 """
 
 from hypergrad.experiments.analysis import (  # noqa: F401
@@ -75,6 +77,7 @@ from hypergrad.experiments.cli import (  # noqa: F401
     main,
     run,
 )
+from hypergrad.experiments.committed import COMMITTED, committed  # noqa: F401
 from hypergrad.experiments.mnist_schedules import (  # noqa: F401
     MnistTask,
     _lrs_opt_unit,
@@ -113,6 +116,7 @@ from hypergrad.experiments.settings import (  # noqa: F401
     settings,
 )
 from hypergrad.experiments.store import (  # noqa: F401
+    MissingUnit,
     UnitStore,
     _bar,
     _jsonable,
@@ -121,4 +125,4 @@ from hypergrad.experiments.store import (  # noqa: F401
     result_dir,
 )
 
-__all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings', 'UnitStore', 'result_dir', 'load_results', 'hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'normalised_distance', 'linger', 'PAR_MARGIN', 'MnistTask', 'run_mnist_schedules', 'summarize_online', 'mnist_claims', 'MAX_POINTS', 'run_real_world', 'summarize_real_world', 'real_world_claims', 'run_sensitivity', 'sensitivity_grids', 'sensitivity_claims', 'RUNNERS', 'run', 'load_or_run', 'main']
+__all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings', 'UnitStore', 'result_dir', 'load_results', 'hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'normalised_distance', 'linger', 'PAR_MARGIN', 'MnistTask', 'run_mnist_schedules', 'summarize_online', 'mnist_claims', 'MAX_POINTS', 'run_real_world', 'summarize_real_world', 'real_world_claims', 'run_sensitivity', 'sensitivity_grids', 'sensitivity_claims', 'RUNNERS', 'run', 'load_or_run', 'main', 'COMMITTED', 'committed', 'MissingUnit']
