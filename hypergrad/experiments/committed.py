@@ -19,7 +19,7 @@ from hypergrad.experiments import mnist_schedules, sensitivity
 from hypergrad.experiments.settings import settings as default_settings
 from hypergrad.experiments.store import UnitStore, _jsonable, result_dir
 
-__all__ = ["COMMITTED", "committed"]
+__all__ = ["COMMITTED", "committed", "duration", "progress_text", "run_table", "machine_table"]
 
 #: the experiments whose units :func:`committed` reads
 COMMITTED = ("mnist-schedules", "sensitivity")
@@ -205,3 +205,68 @@ def committed(experiment: str, root: str | os.PathLike = "results", scale: str =
             "wall_time_s": {"total": sum(part_wall.values()), "parts": part_wall},
             "meta": meta, "rejected": rejected, "result": result,
             "result_settings": restricted}
+
+
+# =========================================================================== for the chapters
+def duration(seconds: float | None) -> str:
+    """``"45 s"``, ``"12 min"``, ``"3.4 h"`` (``"—"`` for ``None``)."""
+    if seconds is None:
+        return "—"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _seeds(seeds: list) -> str:
+    return ", ".join(map(str, seeds)) if seeds else "none"
+
+
+def progress_text(c: dict) -> str:
+    """One sentence: how far the committed run of :func:`committed`'s ``c`` is."""
+    p, where = c["progress"], f"`{c['folder'].removeprefix('../')}/units/`"
+    if p["done"] == 0:
+        return (f"No unit of the {c['scale']}-scale run is committed yet ({where} holds none "
+                f"of the {p['total']} units of the plan), so this section has nothing to show. "
+                f"`scripts/paper_runs.sh` computes them, resumably, and writes them there.")
+    seeds = "; ".join(f"{part.replace('_', '-')}: {_seeds(v)}" for part, v in p["seeds"].items())
+    if p["complete"]:
+        return f"The {c['scale']}-scale run is complete: all {p['total']} units are committed."
+    text = (f"The {c['scale']}-scale run is partial: {p['done']} of {p['total']} units are "
+            f"committed (complete seeds, by part: {seeds}). ")
+    if c["result"] is None:
+        return text + "No seed is complete yet, so there is nothing to plot or decide."
+    return text + ("Everything below is computed from the complete seeds only, and changes "
+                   "as more units are committed.")
+
+
+def run_table(c: dict, labels: dict[str, str] | None = None) -> tuple[list[str], list[list]]:
+    """``(header, rows)`` for :func:`~hypergrad.experiments.analysis.md_table`: per part of
+    the run, the units committed, the wall time they recorded (summed), and a total row."""
+    labels = labels or {}
+    p, w = c["progress"], c["wall_time_s"]
+    rows = [[labels.get(k, k), f"{v['done']} of {v['total']}", duration(w["parts"].get(k))]
+            for k, v in p["parts"].items()]
+    rows.append(["all", f"{p['done']} of {p['total']}", duration(w["total"]) if p["done"]
+                 else "—"])
+    return ["part", "units committed", "wall time (sum over units)"], rows
+
+
+def machine_table(c: dict) -> tuple[list[str], list[list]]:
+    """``(header, rows)``: where and when the committed units were computed, from their meta."""
+    m = c["meta"]
+
+    def listed(v):
+        return ", ".join(map(str, v)) or "—"
+
+    def when(iso):
+        return iso[:16].replace("T", " ") if iso else "—"
+
+    rows = [["hardware", listed(m["hardware"])],
+            ["threads per process", listed(m["threads"])],
+            ["units computed at the same time (at least)", m["concurrent"] or "—"],
+            ["PyTorch", listed(m["torch"])],
+            ["commit", listed(h[:7] for h in m["commits"])],
+            ["first unit started, last unit finished (UTC offset as recorded)",
+             f"{when(m['first'])}, {when(m['last'])}"],
+            ["elapsed between them", duration(m["elapsed_s"])]]
+    return ["", "committed units"], rows
