@@ -151,6 +151,12 @@ def test_sensitivity_figure():
     assert one.axes[0].images[0].get_clim() == heat[0].images[0].get_clim()
 
 
+def test_placeholder_figure():
+    fig = xp.placeholder_figure("nothing committed yet")
+    (ax,) = fig.axes
+    assert not ax.axison and [t.get_text() for t in ax.texts] == ["nothing committed yet"]
+
+
 def _every_figure(result=None):
     """Every figure function of Part II on hand-made results (no MNIST needed)."""
     panel = {"kappa": None, "betas": [1e-3, 1e-2], "mus": [0.0, "auto"],
@@ -160,6 +166,7 @@ def _every_figure(result=None):
     summary = {"threshold": 0.5, "methods": {"hd": {"betas": [1e-3], "mean": [0.9],
                                                     "std": [0.0]}}}
     yield xp.accuracy_vs_beta_figure(summary, 0.8, 0.9)
+    yield xp.placeholder_figure("nothing to draw")
 
 
 def test_figures_are_not_left_open_in_pyplot():

@@ -43,7 +43,9 @@ files beside it. For ``mnist-schedules`` and ``sensitivity`` the long units (:cl
 ``plan_units`` of each experiment) are computed by worker processes
 (:mod:`hypergrad.experiments.parallel`; ``--workers``, default one single-thread worker per
 CPU core) in populations whose size is measured on the experiment's model (``--population``).
-The paper-scale unit files are committed with the book (``scripts/paper_runs.sh``).
+The paper-scale unit files are committed with the book as they finish
+(``scripts/paper_runs.sh``); :func:`committed` reads them as they are (progress, wall time, machine, and the result of the
+complete seeds) without computing anything, for the chapters' paper-scale sections.
 """
 
 from hypergrad.experiments.analysis import (  # noqa: F401
@@ -78,6 +80,14 @@ from hypergrad.experiments.cli import (  # noqa: F401
     load_or_run,
     main,
     run,
+)
+from hypergrad.experiments.committed import (  # noqa: F401
+    COMMITTED,
+    committed,
+    duration,
+    machine_table,
+    progress_text,
+    run_table,
 )
 from hypergrad.experiments.mnist_schedules import (  # noqa: F401
     MnistTask,
@@ -117,6 +127,7 @@ from hypergrad.experiments.settings import (  # noqa: F401
     settings,
 )
 from hypergrad.experiments.store import (  # noqa: F401
+    MissingUnit,
     Unit,
     UnitStore,
     _bar,
@@ -126,4 +137,4 @@ from hypergrad.experiments.store import (  # noqa: F401
     result_dir,
 )
 
-__all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings', 'Unit', 'UnitStore', 'result_dir', 'load_results', 'hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'normalised_distance', 'linger', 'PAR_MARGIN', 'MnistTask', 'run_mnist_schedules', 'summarize_online', 'mnist_claims', 'MAX_POINTS', 'run_real_world', 'summarize_real_world', 'real_world_claims', 'run_sensitivity', 'sensitivity_grids', 'sensitivity_claims', 'RUNNERS', 'run', 'load_or_run', 'main']
+__all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings', 'Unit', 'UnitStore', 'result_dir', 'load_results', 'hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'normalised_distance', 'linger', 'PAR_MARGIN', 'MnistTask', 'run_mnist_schedules', 'summarize_online', 'mnist_claims', 'MAX_POINTS', 'run_real_world', 'summarize_real_world', 'real_world_claims', 'run_sensitivity', 'sensitivity_grids', 'sensitivity_claims', 'RUNNERS', 'run', 'load_or_run', 'main', 'COMMITTED', 'committed', 'MissingUnit', 'duration', 'progress_text', 'run_table', 'machine_table']

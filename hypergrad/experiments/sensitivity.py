@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from hypergrad.experiments.analysis import combine, compare
+from hypergrad.experiments.analysis import UNDECIDED, combine, compare
 from hypergrad.experiments.mnist_schedules import MnistTask, _task_settings
 from hypergrad.experiments.store import (
     Unit,
@@ -74,13 +74,16 @@ def run_sensitivity(s: dict, out_dir: str | os.PathLike | None = None, device="c
     adapted from ``β_0`` by ``κ`` (fixed). Returns ``{"settings", "panels": {panel: {"betas",
     "mus", "val_error": [[mean over seeds or None]], "diverged": [[count]], "runs": {...}}}}``.
     ``population`` > 1: the runs not stored yet, N at a time as one batched computation.
+    With a read-only ``store`` nothing is computed: every unit must be stored
+    (:class:`~hypergrad.experiments.store.MissingUnit` otherwise).
     """
     s = _jsonable(s)
     store = store or UnitStore(out_dir)
-    task = MnistTask(s, device)
+    # a read-only store (committed results) never computes: no task, no data loaded
+    task = None if store.readonly else MnistTask(s, device)
     betas, mus = [float(b) for b in s["betas"]], s["mus"]
     units = {u.compute[1:]: u for u in plan_units(s)}
-    if population > 1:
+    if population > 1 and not store.readonly:
         compute_batched(task, list(units.values()), store, population,
                         lambda unit, run: finish_unit(s, unit, run))
     out = {"settings": s, "panels": {}}
@@ -126,8 +129,19 @@ def sensitivity_grids(res: dict, panel: str) -> torch.Tensor:
 
 
 def sensitivity_claims(res: dict) -> dict:
-    """Chapter 7: what the β × μ grids say, each reading paired over seeds."""
+    """Chapter 7: what the β × μ grids say, each reading paired over seeds.
+
+    Each reading has ``why``: ``None``, or why the seeds cannot decide it whatever the
+    results (no seed, or one: the noise between seeds cannot be estimated). With no seed
+    every reading is undecided and ``panels`` is empty."""
     s = res["settings"]
+    n_seeds = len(s["seeds"])
+    why = (None if n_seeds >= 2 else "no seed is complete" if n_seeds == 0 else
+           "only 1 seed: the noise between seeds cannot be estimated")
+    if n_seeds == 0:
+        return {"panels": {}, "runs_per_panel": 0, "div_large": {},
+                **{k: {"v": UNDECIDED, "why": why, "cmp": compare([])}
+                   for k in ("interior", "band", "auto", "flat")}}
     mus, betas = s["mus"], [float(b) for b in s["betas"]]
     fixed_rows = [i for i, m in enumerate(mus) if m != "auto"]
     auto = mus.index("auto") if "auto" in mus else None
@@ -184,4 +198,7 @@ def sensitivity_claims(res: dict) -> dict:
     out["div_large"] = {p: int(out["panels"][p]["E"][:, large].isnan().sum())
                         for p in res["panels"]}
     out["runs_per_panel"] = len(mus) * len(betas) * len(s["seeds"])
+    for k in ("interior", "band", "auto", "flat"):
+        if k in out:
+            out[k]["why"] = why if out[k]["v"] == UNDECIDED else None
     return out

@@ -18,7 +18,7 @@ from hypergrad.io import atomic_write_json, run_metadata
 from hypergrad.loop import select_hyper_lr
 from hypergrad.lrs_opt import LrsOptResult
 
-__all__ = ['select_kappa', 'UnitStore', 'result_dir', 'load_results', 'float32_trace', 'Unit', 'compute_batched']
+__all__ = ['select_kappa', 'MissingUnit', 'UnitStore', 'result_dir', 'load_results', 'float32_trace', 'Unit', 'compute_batched']
 
 
 # =========================================================================== unit store
@@ -39,15 +39,30 @@ def _jsonable(obj):
     raise TypeError(f"cannot store {type(obj).__name__} in JSON")
 
 
+class MissingUnit(LookupError):
+    """A read-only :class:`UnitStore` was asked for a unit it does not hold: no file, or a
+    file that cannot be read or holds other settings (``reason`` says which)."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"unit {name!r} is not stored ({reason}); a read-only store never "
+                         "computes")
+        self.name, self.reason = name, reason
+
+
 class UnitStore:
     """Finished units as small JSON files in ``folder/units/`` (nothing is stored without one).
 
     ``get`` returns a unit's stored result when its file holds the same settings, and
     otherwise computes, stores and returns it; ``computed``/``loaded`` count both cases.
+
+    ``readonly=True``: the store only reads. ``get`` raises :class:`MissingUnit` instead of
+    computing, ``put`` refuses, and a file of other settings is left where it is (never
+    moved aside): what the book does with committed results.
     """
 
-    def __init__(self, folder: str | os.PathLike | None):
+    def __init__(self, folder: str | os.PathLike | None, readonly: bool = False):
         self.folder = None if folder is None else Path(folder)
+        self.readonly = readonly
         self.computed = 0
         self.loaded = 0
         self.memory: dict[str, tuple[dict, dict]] = {}   # units of this session
@@ -74,6 +89,10 @@ class UnitStore:
         os.replace(path, target)
         return target
 
+    def _writable(self, name: str) -> None:
+        if self.readonly:
+            raise PermissionError(f"a read-only UnitStore writes nothing (unit {name!r})")
+
     def path(self, name: str, suffix: str = ".json") -> Path | None:
         return None if self.folder is None else self.folder / "units" / f"{name}{suffix}"
 
@@ -89,6 +108,8 @@ class UnitStore:
                 and isinstance(data.get("result"), dict)):
             self.wall.setdefault(name, (data.get("meta") or {}).get("wall_time_s"))
             return data["result"]
+        if self.readonly:
+            return None
         self.set_aside(path)   # truncated, foreign or of other settings: recomputed, kept aside
         return None
 
@@ -97,6 +118,7 @@ class UnitStore:
         ``<name>.partial.json``), ``None`` without a folder. A file there that cannot be
         resumed — truncated, foreign, malformed, or saved without the items of ``settings`` —
         is moved aside as ``*.stale``, like a unit file, so that the unit starts afresh."""
+        self._writable(name)
         path = self.path(name, ".partial.json")
         if path is None or not path.exists():
             return path
@@ -126,6 +148,7 @@ class UnitStore:
         that cannot be loaded is moved aside as ``*.stale`` (with its tag), so that a run is
         never resumed from another run's state; ``get`` removes the tag once the unit is
         stored."""
+        self._writable(name)
         path, tag = self.path(name, ".ckpt.pt"), self.path(name, ".ckpt.json")
         if path is None:
             return None
@@ -153,15 +176,30 @@ class UnitStore:
                 self.loaded += 1
             self.memory[name] = (unit_settings, found)
             return found
+        if self.readonly:
+            raise MissingUnit(name, self.why_missing(name))
         start = time.perf_counter()
         result = _jsonable(compute())
         self.put(name, unit_settings, result, time.perf_counter() - start)
         return result
 
+    def why_missing(self, name: str) -> str:
+        """Why ``lookup`` found no usable file for ``name`` (for :class:`MissingUnit`)."""
+        path = self.path(name)
+        if path is None:
+            return "the store has no folder"
+        if not path.exists():
+            return f"no file {path}"
+        data = self.read_json(path)
+        if not isinstance(data, dict) or not isinstance(data.get("result"), dict):
+            return f"{path} is not a unit file"
+        return f"{path} holds other settings"
+
     def put(self, name: str, unit_settings: dict, result: dict, wall: float | None) -> None:
         """Store a unit computed elsewhere (e.g. with others, as one population): its file is
         compact JSON with its settings, result and :func:`~hypergrad.io.run_metadata` (commit,
         hardware, threads, wall time)."""
+        self._writable(name)
         unit_settings, result = _jsonable(unit_settings), _jsonable(result)
         self.memory[name] = (unit_settings, result)
         self.wall[name] = wall

@@ -23,7 +23,7 @@ from hypergrad.experiments.analysis import sci
 from hypergrad.viz.style import color, label
 
 __all__ = ["DPI", "new_figure", "lrs_opt_figure", "schedules_figure", "accuracy_vs_beta_figure",
-           "quality_figure", "real_world_figure", "sensitivity_figure"]
+           "quality_figure", "real_world_figure", "sensitivity_figure", "placeholder_figure"]
 
 
 #: Resolution of every Part II figure (the inline backend and the glued images use it).
@@ -35,6 +35,17 @@ WIDTH = 8.0
 def new_figure(width: float = WIDTH, height: float = 3.4) -> Figure:
     """A figure outside pyplot (so nothing else shows it), at :data:`DPI`, laid out tightly."""
     return Figure(figsize=(min(width, WIDTH), height), dpi=DPI, layout="constrained")
+
+
+def placeholder_figure(message: str, height: float = 1.6) -> Figure:
+    """A figure that only says, in words, why there is nothing to draw yet (e.g. a long run
+    whose results are not committed), so that a labelled figure of the book always exists."""
+    fig = new_figure(height=height)
+    ax = fig.subplots()
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=10,
+            color="0.3", transform=ax.transAxes)
+    return fig
 
 
 def _cmap(name: str):
