@@ -85,8 +85,15 @@ def mnist_tiny():
 @needs_mnist
 def test_mnist_claims_on_a_tiny_run(mnist_tiny):
     c = ex.mnist_claims(mnist_tiny)
-    for key in ("c1", "c2", "c3", "c4", "c5", "c7", "c8", "c9"):
+    for key in ("c1", "c2", "c3", "c4", "c5", "c7", "c8", "c9", "c12"):
         assert c[key]["v"] in (ex.HOLDS, ex.FAILS, ex.UNDECIDED), key
+    # claim 9 (C12) reads MARTHE's runs at its best β: where the peak is, what the end keeps
+    best = c["summary"]["best"]["marthe"]
+    runs = [r for r in mnist_tiny["online"]["marthe"][f"{best:g}"].values()
+            if not r["diverged"] and max(r["lr"]) > 0] if best is not None else []
+    T = mnist_tiny["settings"]["T"]
+    assert c["c12"]["peak_at"] == [r["lr"].index(max(r["lr"])) / T for r in runs]
+    assert c["c12"]["end_peak"] == [ex.linger(r["lr"]) for r in runs]
     # the wall time of every unit is saved, and the cost ratio is read from it
     wt = mnist_tiny["wall_time_s"]
     assert all(v is not None and v > 0 for v in wt["lrs_opt"].values())

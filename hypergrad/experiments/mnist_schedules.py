@@ -21,7 +21,6 @@ from hypergrad.experiments.analysis import (
     linger,
     normalised_distance,
 )
-from hypergrad.experiments.settings import settings
 from hypergrad.experiments.store import (
     MissingUnit,
     Unit,
@@ -135,6 +134,10 @@ class MnistTask:
                 out.append({"diverged": False, "diverged_at": None, "kappa": kappas[i],
                             **self.evaluate(params), **hist})
         return out
+
+
+#: the paper's number of LRS-OPT iterations (projected gradient descent), for the cost claim
+PAPER_LRS_OPT_ITERATIONS = 5000
 
 
 def _method_specs(s: dict) -> dict:
@@ -603,13 +606,24 @@ def mnist_claims(res: dict) -> dict:
         med = lambda v: float(torch.tensor(v, dtype=torch.float64).median())  # noqa: E731
         ratio = med(lo_t) / med(on_t)
         its = s["lrs_opt"]["iterations"]
-        paper_its = settings("mnist-schedules", "paper")["lrs_opt"]["iterations"]
+        paper_its = PAPER_LRS_OPT_ITERATIONS
         out["c9"] = {"lrs_s": med(lo_t), "online_s": med(on_t), "ratio": ratio,
                      "per_iteration": ratio / its, "paper_ratio": ratio / its * paper_its,
                      "paper_iterations": paper_its,
                      "v": HOLDS if ratio / its * paper_its >= 10 else FAILS}
     else:
         out["c9"] = {"ratio": None, "v": UNDECIDED}
+
+    # -- C12 (Section 6's observation, measured on this task): MARTHE's schedules "increase
+    # the LR at the beginning of the training, sharply decreasing it after" — per seed at its
+    # best β, the peak lies in the first half of the run and the last tenth is below half
+    # the peak (linger < 0.5)
+    runs = [r for r in at_best("marthe").values() if not r["diverged"] and max(r["lr"]) > 0]
+    peak_at = [max(range(T), key=r["lr"].__getitem__) / T for r in runs]
+    end_peak = [linger(r["lr"]) for r in runs]
+    early, decays = compare([0.5 - x for x in peak_at]), compare([0.5 - x for x in end_peak])
+    out["c12"] = {"peak_at": peak_at, "end_peak": end_peak, "early": early, "decays": decays,
+                  "v": combine([early["sign"], decays["sign"]])}
     _why_undecided(out, res, on_seeds, lo_seeds)
     return out
 
@@ -636,7 +650,7 @@ def _why_undecided(out: dict, res: dict, on_seeds: list, lo_seeds: list) -> None
     needs = {"lrs": [lrs], "c1": [online, no_lrs], "c2": [online], "c3": [online],
              "c4": [online], "c5": [online], "c7": [no_online, no_lrs, common],
              "c8": [no_lrs, fixed],
-             "c9": [cost]}
+             "c9": [cost], "c12": [online]}
     for claim, reasons in needs.items():
         c = out[claim]
         undecided = (c.get("v_start") == UNDECIDED or c.get("v_drop") == UNDECIDED
