@@ -11,6 +11,14 @@ dominated by OpenMP stalls (serial runs measured 0.9 s at 1 thread and 6.5 s at 
 which is also why two single-thread worker processes beat one two-thread process.
 
     python -m benchmarks.bench_population [--device cpu] [--n 8] [--steps 20] [--repeat 3]
+
+Measured (shared 2-core machine, load 4-5 from a niced background run, ``--steps 20 --repeat
+5 --processes 0``), after ``run_population`` stopped applying ``where`` to the whole carry on
+the CPU while every member is alive (before that: quick 0.78, paper 1.36 at 1 thread):
+quick, 1 thread: serial 1.229 s, population 0.868 s, ratio 0.707; paper (5 steps), 1 thread:
+2.042 s vs 2.297 s, ratio 1.125 (memory-bound elementwise work on 8 members' weights);
+quick, 2 threads: 5.320 s vs 3.402 s, 0.640; paper, 2 threads: 4.164 s vs 3.012 s, 0.723
+(two-thread times are dominated by OpenMP stalls under load and vary several-fold).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 from hypergrad.dynamics import DivergenceError, Dynamics, State, adam, make_dynamics, sgd
 from hypergrad.hypergradient import hypergradient
 from hypergrad.loop import History, run_online, select_hyper_lr
-from hypergrad.lrs_opt import LrsOptResult, lrs_opt
+from hypergrad.lrs_opt import LrsOptResult, lrs_opt, lrs_opt_population
 from hypergrad.online import HD, RTHO, FixedSchedule, Marthe, OnlineState, StepInfo, make_tuner
 from hypergrad.runtime import pick_device, seed_everything
 from hypergrad.trainer import ModuleTrainer
@@ -21,6 +21,6 @@ from hypergrad.trainer import ModuleTrainer
 __all__ = [
     "Dynamics", "DivergenceError", "State", "adam", "sgd", "make_dynamics", "hypergradient",
     "Marthe", "HD", "RTHO", "FixedSchedule", "make_tuner", "OnlineState", "StepInfo", "History",
-    "run_online", "select_hyper_lr", "lrs_opt", "LrsOptResult", "ModuleTrainer",
+    "run_online", "select_hyper_lr", "lrs_opt", "lrs_opt_population", "LrsOptResult", "ModuleTrainer",
     "pick_device", "seed_everything",
 ]

@@ -16,6 +16,11 @@ which depends only on the trajectory *after* step ``t``.
 * ``mode="forward"``: the tangent system of Eq. 3, ``Z_{t+1} = A_t Z_t + B_t e_tᵀ``, carried
   as ``T`` state-sized columns at once (``vmap`` over the columns of one ``jvp``). ``O(T)``
   memory in states and ``O(T²)`` Jacobian–vector products: the reference, for small ``T``.
+
+:func:`hypergradients` computes the hypergradients of ``N`` members (their own initial weights,
+schedules and minibatches; the same model, dynamics and objective) as ONE ``torch.func.vmap``-ed
+reverse-mode computation, each member equal to its own :func:`hypergradient`; a member that
+diverges is reported with the error its own call raises, and does not stop the others.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
-from torch.func import jvp, vmap
+from torch.func import grad_and_value, jvp, vjp, vmap
 
 from hypergrad import _autodiff, _checks
 from hypergrad.dynamics import (
@@ -32,12 +37,14 @@ from hypergrad.dynamics import (
     Dynamics,
     Params,
     State,
+    call_objective,
     check_finite,
     objective_value_and_grad,
 )
-from hypergrad.tree import tree_all_finite, tree_map, tree_zeros_like
+from hypergrad.tree import tree_all_finite, tree_leaves, tree_map, tree_zeros_like
 
-__all__ = ["hypergradient", "check_schedule", "objective_value_and_grad", "unroll"]
+__all__ = ["hypergradient", "hypergradients", "check_schedule", "objective_value_and_grad",
+           "unroll"]
 
 
 def check_schedule(lrs: torch.Tensor | Sequence[float], like: torch.Tensor | None = None,
@@ -194,3 +201,136 @@ def _check_hypergradient(T: int, grad: torch.Tensor) -> None:
     if not bool(torch.isfinite(grad).all()):
         bad = int((~torch.isfinite(grad)).nonzero()[0])
         raise DivergenceError(T, f"the hypergradient (entry {bad})")
+
+
+# ------------------------------------------------------------------ N members at once (vmap)
+def hypergradients(dyn: Dynamics, params: Params, lrs: torch.Tensor, batches: Sequence,
+                   objective: Callable, *, checkpoint_every: int | None = None,
+                   chunk_size: int | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, list[DivergenceError | None]]:
+    """The exact hypergradients (Eq. 4, reverse mode) of ``N`` members as one ``vmap``-ed
+    computation: member ``i`` is ``hypergradient(dyn, θ0_i, η_i, batches_i, objective)``.
+
+    Args:
+        dyn: the dynamics, shared; models without buffers.
+        params: the members' initial weights ``w_0``, one dict of ``(N, ...)`` tensors.
+        lrs: the members' schedules, ``(N, T)``, non-negative.
+        batches: ``T`` minibatches, each a tree (tuple, list, dict) of ``(N, ...)`` tensors
+            (member ``i``'s at index ``i``).
+        objective: ``E(params) -> scalar``, one member's (shared by all members).
+        checkpoint_every: ``k`` as in :func:`hypergradient` (default ``⌈√T⌉``): the forward
+            pass keeps every ``k``-th state and the backward pass replays one segment of ``k``
+            steps at a time (``vjp`` of the segment); ``k ≥ T`` differentiates the whole
+            trajectory in one ``vjp`` (one forward pass instead of two; ``T`` states kept).
+        chunk_size: passed to ``vmap`` (members computed per chunk, to bound memory).
+
+    Returns:
+        ``(values (N,), grads (N, T), failures)``: ``failures[i]`` is ``None`` or the
+        :class:`~hypergrad.dynamics.DivergenceError` that member ``i``'s own
+        :func:`hypergradient` raises (same step, same reason); its value and gradient are then
+        meaningless. One host synchronisation (to read the failures).
+
+    Reverse mode only: forward mode carries ``T`` tangent columns (``O(T²)`` products), measured
+    29× slower than reverse mode on the quick MNIST task (``T = 100``) before any batching.
+    """
+    theta0 = _checks.check_params(params)
+    like = next(iter(theta0.values()))
+    n = like.shape[0] if like.ndim else 0
+    if n < 1 or any(v.ndim == 0 or v.shape[0] != n for v in theta0.values()):
+        raise ValueError("params must be a dict of (N, ...) tensors with the same N >= 1")
+    if not isinstance(lrs, torch.Tensor) or lrs.ndim != 2 or lrs.shape[0] != n:
+        raise ValueError(f"lrs must be an (N, T) tensor with N = {n}, got {_checks.describe(lrs)}")
+    batches = list(batches)
+    T = len(batches)
+    if lrs.shape[1] != T or T == 0:
+        raise ValueError(f"lrs has {lrs.shape[1]} learning rates per member but there are {T} "
+                         f"minibatches")
+    lrs = lrs.to(dtype=like.dtype, device=like.device)
+    if not bool(torch.isfinite(lrs).all() and (lrs >= 0).all()):
+        raise ValueError("the schedules must be finite and >= 0")
+    k = max(1, min(T, checkpoint_every or math.ceil(math.sqrt(T))))
+    w0 = {"params": theta0, **{slot: tree_zeros_like(theta0) for slot in dyn.slots}}
+
+    def vm(fn):
+        return vmap(fn, chunk_size=chunk_size)
+
+    def final(w_T):
+        state_T = State(w_T, {"step": T, "buffers": None})
+        g_E, value = grad_and_value(lambda th: call_objective(objective, state_T, th))(w_T["params"])
+        return value, g_E, _finite(w_T), _finite(g_E)
+
+    if k >= T:                      # one vjp of the whole trajectory (one forward pass)
+        def member(w, lr, bs):
+            (w_T, pullback, losses) = vjp(lambda e: _run_steps(dyn, w, e, bs, 0), lr, has_aux=True)
+            value, g_E, fin_w, fin_g = final(w_T)
+            (grad,) = pullback({**tree_zeros_like(w_T), "params": g_E})
+            return value, grad, losses, fin_w, fin_g
+
+        values, grads, losses, fin_w, fin_g = vm(member)(w0, lrs, batches)
+    else:
+        with torch.no_grad():       # forward: every k-th state, the training losses
+            checkpoints, losses, w = {}, [], w0
+            for start in range(0, T, k):
+                checkpoints[start] = w
+                stop = min(start + k, T)
+                w, seg_losses = vm(lambda w_, e, bs, s=start: _run_steps(dyn, w_, e, bs, s))(
+                    w, lrs[:, start:stop], batches[start:stop])
+                losses.append(seg_losses)
+            losses = torch.cat(losses, dim=1)
+            values, g_E, fin_w, fin_g = vm(final)(w)
+        p = {**tree_zeros_like(w), "params": g_E}
+        grads = []
+
+        def back(w_, e, bs, p_, s):
+            _, pullback, _ = vjp(lambda w__, e_: _run_steps(dyn, w__, e_, bs, s), w_, e,
+                                 has_aux=True)
+            return pullback(p_)
+
+        for start in reversed(range(0, T, k)):  # p_s = A_sᵀ p_{s+1}; ∂f_T/∂η_s = B_sᵀ p_{s+1}
+            stop = min(start + k, T)
+            p, g = vm(lambda w_, e, bs, p_, s=start: back(w_, e, bs, p_, s))(
+                checkpoints.pop(start), lrs[:, start:stop], batches[start:stop], p)
+            grads.append(g)
+        grads = torch.cat(grads[::-1], dim=1)
+    return values, grads, _failures(T, losses, fin_w, values, fin_g, grads)
+
+
+def _run_steps(dyn, w, lrs, batches, start):
+    """``w ↦ Φ_{start+j-1} ∘ ⋯ ∘ Φ_start (w)`` over ``len(batches)`` steps (one member, inside
+    ``vmap``): the last state and the training losses ``L_s(θ(w_s))`` (not differentiated)."""
+    losses = []
+    for j, batch in enumerate(batches):
+        w, (loss, _, _) = dyn.phi(w, lrs[j], batch, {"step": start + j, "buffers": None})
+        losses.append(loss.detach())
+    return w, torch.stack(losses)
+
+
+def _finite(tree) -> torch.Tensor:
+    """:func:`~hypergrad.tree.tree_all_finite` (the same sums) as a tensor: no host sync, and
+    it works under ``vmap``."""
+    return torch.stack([x.sum() for x in tree_leaves(tree)]).isfinite().all()
+
+
+def _failures(T, losses, fin_w, values, fin_g, grads) -> list[DivergenceError | None]:
+    """Per member, the error of :func:`hypergradient`'s checks, in its order: a non-finite
+    training loss (its step), state ``w_T`` (step ``T-1``), ``E(w_T)``, ``∇E(w_T)`` and
+    hypergradient (step ``T``)."""
+    fin_l, fin_h = torch.isfinite(losses), torch.isfinite(grads)
+    table = torch.cat([fin_l, fin_w[:, None], torch.isfinite(values)[:, None], fin_g[:, None],
+                       fin_h], dim=1).cpu().tolist()                  # one read
+    out = []
+    for row in table:
+        bad = next((j for j, ok in enumerate(row) if not ok), None)
+        if bad is None:
+            out.append(None)
+        elif bad < T:
+            out.append(DivergenceError(bad, "the training loss"))
+        elif bad == T:
+            out.append(DivergenceError(T - 1, "the state"))
+        elif bad == T + 1:
+            out.append(DivergenceError(T, "the objective E(θ(w_T))"))
+        elif bad == T + 2:
+            out.append(DivergenceError(T, "the gradient of the objective ∇E(θ(w_T))"))
+        else:
+            out.append(DivergenceError(T, f"the hypergradient (entry {bad - T - 3})"))
+    return out

@@ -196,6 +196,7 @@ def run_population(dyn: Dynamics, params: Sequence[Params] | Params, batches: Se
     fail_t = torch.full((n,), -1, dtype=torch.long, device=dev)
     fail_code = torch.zeros(n, dtype=torch.long, device=dev)
     first, rows = None, []
+    on_cpu = dev.type == "cpu"
     for t in range(steps):
         vb = val_batches[t] if per_step_val else val_batches
         fn = vmap(_step_fn(dyn, objective, t, hvp, any_adaptive, any_kappa),
@@ -213,11 +214,16 @@ def run_population(dyn: Dynamics, params: Sequence[Params] | Params, batches: Se
         fail_t = torch.where(newly, t, fail_t)
         fail_code = torch.where(newly, code, fail_code)
         alive = fail_t < 0
+        # a diverged member keeps its last good state; on the CPU a read of `alive` costs
+        # nothing, and the `where` over the whole carry (slow on the CPU) is skipped while
+        # every member is alive; elsewhere it is never read (no sync per step)
+        if on_cpu and bool(alive.all()):
+            carry = new
+        else:
+            def keep(a, b, alive=alive):
+                return torch.where(alive.view(-1, *([1] * (a.ndim - 1))), a, b)
 
-        def keep(a, b, alive=alive):
-            return torch.where(alive.view(-1, *([1] * (a.ndim - 1))), a, b)
-
-        carry = tuple(tree_map(keep, a, b) for a, b in zip(new, carry, strict=True))
+            carry = tuple(tree_map(keep, a, b) for a, b in zip(new, carry, strict=True))
         if check_every is not None and (t + 1) % check_every == 0 and not bool(alive.any()):
             break
     table = torch.stack(rows).cpu().tolist() if rows else []          # (T, N, 6): one read
