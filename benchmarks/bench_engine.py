@@ -14,12 +14,11 @@ number of steps of Section 5's online sweep and of Appendix C's grid (no κ re-r
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import time
 
 import torch
 
-from benchmarks.common import parse
+from benchmarks.common import concurrent_processes, parse
 from hypergrad.experiments import mnist_schedules, sensitivity, settings
 from hypergrad.experiments.parallel import usable_cores
 from hypergrad.io import atomic_write_json, run_metadata
@@ -49,21 +48,7 @@ def _worker(steps, ready, go, out):
 
 def workers_wall(k: int, steps: int) -> float:
     """Wall time of ``k`` single-thread processes each running ``steps`` steps at once."""
-    ctx = mp.get_context("spawn")
-    out, go = ctx.Queue(), ctx.Event()
-    readies = [ctx.Event() for _ in range(k)]
-    procs = [ctx.Process(target=_worker, args=(steps, r, go, out)) for r in readies]
-    for p in procs:
-        p.start()
-    for r in readies:
-        r.wait()
-    t0 = time.perf_counter()
-    go.set()
-    times = [out.get() for _ in procs]
-    wall = time.perf_counter() - t0
-    for p in procs:
-        p.join()
-    return min(wall, max(times) + 0.05) if times else wall
+    return concurrent_processes(_worker, [(steps,)] * k)
 
 
 def main():

@@ -23,14 +23,13 @@ quick, 2 threads: 5.320 s vs 3.402 s, 0.640; paper, 2 threads: 4.164 s vs 3.012 
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import time
 
 import torch
 
 import hypergrad as hg
-from benchmarks.common import header, parse
+from benchmarks.common import concurrent_processes, header, parse
 from hypergrad.models import MLP, functional, module_loss
 from hypergrad.population import run_population
 from hypergrad.profiling import time_interleaved
@@ -89,24 +88,8 @@ def _worker(sizes, n, steps, threads, members, ready, go, out):
 
 def processes(sizes, n, steps, layout):
     """Wall time of the N serial runs split over processes: ``layout`` = [(threads, members)]."""
-    ctx = mp.get_context("spawn")
-    out, go = ctx.Queue(), ctx.Event()
-    procs, readies = [], []
-    for threads, members in layout:
-        ready = ctx.Event()
-        p = ctx.Process(target=_worker, args=(sizes, n, steps, threads, members, ready, go, out))
-        p.start()
-        procs.append(p)
-        readies.append(ready)
-    for r in readies:
-        r.wait()
-    t0 = time.perf_counter()
-    go.set()
-    times = [out.get() for _ in procs]
-    wall = time.perf_counter() - t0
-    for p in procs:
-        p.join()
-    return max(max(times), 0.0) if times else wall
+    return concurrent_processes(_worker, [(sizes, n, steps, threads, members)
+                                          for threads, members in layout])
 
 
 def main():

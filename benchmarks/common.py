@@ -73,3 +73,26 @@ def quick_mnist_task(device: str = "cpu", sizes=(784, 100, 100, 10), T: int = 10
     return {"net": net, "dyn": hg.sgd(module_loss(net)), "data": data, "T": T,
             "objective": module_objective(net, data["val"]), "init_params": init_params,
             "batches": batches}
+
+
+def concurrent_processes(target, args_list: list[tuple]) -> float:
+    """Start one ``spawn`` process per ``args`` of ``args_list`` running
+    ``target(*args, ready, go, out)``; each sets ``ready`` when warmed up, waits for ``go``,
+    times its work and puts the seconds on ``out``. Returns the slowest process's time: the
+    wall time of the work done at once."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    out, go = ctx.Queue(), ctx.Event()
+    readies = [ctx.Event() for _ in args_list]
+    procs = [ctx.Process(target=target, args=(*args, ready, go, out))
+             for args, ready in zip(args_list, readies, strict=True)]
+    for p in procs:
+        p.start()
+    for r in readies:
+        r.wait()
+    go.set()
+    times = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return max(times)
