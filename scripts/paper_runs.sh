@@ -5,6 +5,10 @@
 #
 #   scripts/paper_runs.sh [OUT] [options of python -m hypergrad.experiments ...]
 #   nohup setsid nice -n 19 scripts/paper_runs.sh results > paper_runs.log 2>&1 &
+#
+# While developing, run it from a checkout that does not move (e.g. `git worktree add
+# --detach ../run-paper HEAD`, then `cd ../run-paper && scripts/paper_runs.sh
+# <this checkout>/results`): each unit file records the commit its process was started from.
 set -euo pipefail
 out=${1:-results}
 shift || true
