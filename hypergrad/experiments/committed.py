@@ -94,7 +94,8 @@ def committed(experiment: str, root: str | os.PathLike = "results", scale: str =
          "rejected": [{"file", "reason"}],     # files never used (other settings, unreadable)
          "result": dict | None, "result_settings": dict | None}
 
-    ``result`` is the runner's result (:func:`run_sensitivity` / :func:`run_mnist_schedules`)
+    ``result`` is the runner's result (:func:`~hypergrad.experiments.sensitivity.run_sensitivity` /
+    :func:`~hypergrad.experiments.mnist_schedules.run_mnist_schedules`)
     over a read-only store with the settings restricted to the complete seeds
     (``result_settings``): for ``sensitivity`` the seeds whose whole grid is stored; for
     ``mnist-schedules`` the online seeds whose every online run is stored, the stored LRS-OPT

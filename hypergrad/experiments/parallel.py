@@ -30,8 +30,8 @@ from hypergrad.experiments.store import Unit, UnitStore, _bar, _jsonable, comput
 __all__ = ["PARALLEL", "usable_cores", "pending_units", "choose_population", "run_units",
            "run_in_workers"]
 
-#: the experiments whose long units run in workers: name -> module with ``plan_units``,
-#: ``compute_unit`` and ``finish_unit``
+#: The experiments whose long units run in workers, by name, each with the module that has
+#: its ``plan_units``, ``compute_unit`` and ``finish_unit``.
 PARALLEL = {"mnist-schedules": mnist_schedules, "sensitivity": sensitivity}
 
 
