@@ -229,11 +229,16 @@ def progress_text(c: dict) -> str:
         return (f"No unit of the {c['scale']}-scale run is committed yet ({where} holds none "
                 f"of the {p['total']} units of the plan), so this section has nothing to show. "
                 f"`scripts/paper_runs.sh` computes them, resumably, and writes them there.")
-    seeds = "; ".join(f"{part.replace('_', '-')}: {_seeds(v)}" for part, v in p["seeds"].items())
+    if len(p["seeds"]) == 1:
+        (v,) = p["seeds"].values()
+        seeds = f"seeds complete: {_seeds(v)}"
+    else:
+        seeds = "seeds complete, by part: " + "; ".join(
+            f"{part.replace('_', ' ')}: {_seeds(v)}" for part, v in p["seeds"].items())
     if p["complete"]:
         return f"The {c['scale']}-scale run is complete: all {p['total']} units are committed."
     text = (f"The {c['scale']}-scale run is partial: {p['done']} of {p['total']} units are "
-            f"committed (complete seeds, by part: {seeds}). ")
+            f"committed ({seeds}). ")
     if c["result"] is None:
         return text + "No seed is complete yet, so there is nothing to plot or decide."
     return text + ("Everything below is computed from the complete seeds only, and changes "
