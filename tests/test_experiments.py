@@ -122,6 +122,13 @@ def test_mnist_schedules_tiny(mnist_tiny):
                     assert run["mu"][0] == 0.0        # μ_0 = 0 (Algorithm 1)
                 else:
                     assert "mu" not in run and "loss" not in run
+    # the κ selection records how many runs it made; κ = κ_start / 10^(tries - 1)
+    for runs in r["online"]["marthe"].values():
+        for run in runs.values():
+            assert run["kappa_tries"] >= 1
+            if run["kappa"] is not None:
+                assert run["kappa"] == pytest.approx(
+                    s["online"]["kappa_start"] / 10 ** (run["kappa_tries"] - 1))
     lo = r["lrs_opt"]["0"]
     assert lo["iterations"] == s["lrs_opt"]["iterations"] == len(lo["history"])
     assert len(lo["lrs"]) == T and 0 <= lo["val_acc"] <= 1

@@ -254,12 +254,17 @@ def compute_unit(task: MnistTask, s: dict, unit: Unit, store: UnitStore | None =
     if not adaptive_beta:
         run = task.online(params, batches, s["lr0"], beta, mu)
     else:
-        on = s["online"]
+        on, tries = s["online"], []
+
+        def attempt(kappa):
+            tries.append(kappa)
+            return task.online(params, batches, s["lr0"], beta, mu, kappa)
+
         try:
-            run = select_kappa(lambda k: task.online(params, batches, s["lr0"], beta, mu, k),
-                               on["kappa_start"], max_tries=8)[1]
+            run = select_kappa(attempt, on["kappa_start"], max_tries=8)[1]
         except DivergenceError:
             run = task.online(params, batches, s["lr0"], beta, mu, 0.0) | {"kappa": None}
+        run["kappa_tries"] = len(tries)      # runs made by the κ selection (1: no re-run)
     return finish_unit(s, unit, run)
 
 
@@ -624,6 +629,11 @@ def mnist_claims(res: dict) -> dict:
     early, decays = compare([0.5 - x for x in peak_at]), compare([0.5 - x for x in end_peak])
     out["c12"] = {"peak_at": peak_at, "end_peak": end_peak, "early": early, "decays": decays,
                   "v": combine([early["sign"], decays["sign"]])}
+    # -- the cost of Section 4's κ selection: how many runs each adaptive-β unit needed
+    tries = [r["kappa_tries"] for by_seed in res["online"].get("marthe", {}).values()
+             for r in by_seed.values() if r.get("kappa_tries") is not None]
+    out["kappa"] = {"tries": tries, "reran": sum(x > 1 for x in tries), "n": len(tries),
+                    "mean": sum(tries) / len(tries) if tries else None}
     _why_undecided(out, res, on_seeds, lo_seeds)
     return out
 
