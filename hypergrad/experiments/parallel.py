@@ -27,8 +27,7 @@ import torch
 from hypergrad.experiments import mnist_schedules, sensitivity
 from hypergrad.experiments.store import Unit, UnitStore, _bar, _jsonable, compute_batched
 
-__all__ = ["PARALLEL", "usable_cores", "pending_units", "choose_population", "run_units",
-           "run_in_workers"]
+__all__ = ["PARALLEL", "usable_cores", "pending_units", "choose_population", "run_in_workers"]
 
 #: The experiments whose long units run in workers, by name, each with the module that has
 #: its ``plan_units``, ``compute_unit`` and ``finish_unit``.
@@ -78,20 +77,6 @@ def choose_population(task, candidates=(1, 8), steps: int = 3) -> tuple[int, dic
         except torch.OutOfMemoryError:
             break
     return max(rate, key=rate.get), rate
-
-
-def run_units(experiment: str, s: dict, units: list[Unit], out_dir, device, population: int,
-              report=None) -> None:
-    """Compute ``units`` of ``experiment`` in this process and store them under ``out_dir``:
-    the batchable ones ``population`` at a time, the others one by one. ``report(names)`` is
-    called after each stored unit or population."""
-    mod = PARALLEL[experiment]
-    task = mnist_schedules.MnistTask(s, device)
-    store = UnitStore(out_dir)
-    for job in _jobs(units, population):
-        _compute_job(mod, task, s, store, job, population)
-        if report is not None:
-            report([u.name for u in job])
 
 
 def _jobs(units: list[Unit], population: int) -> list[list[Unit]]:
