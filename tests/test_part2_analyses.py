@@ -24,6 +24,11 @@ def test_sci(x, text):
 def test_plural_and_table():
     assert ex.plural(1, "seed") == "1 seed" and ex.plural(2, "seed") == "2 seeds"
     assert ex.plural(0, "run") == "0 runs"
+    H, F, U = ex.HOLDS, ex.FAILS, ex.UNDECIDED
+    assert ex.tally([H, F, U, U], "readings") == (
+        "1 of the 4 readings holds, 1 does not and 2 cannot be decided")
+    assert ex.tally([H, H, F, F, F], "parts") == (
+        "2 of the 5 parts hold, 3 do not and 0 cannot be decided")
     table = ex.md_table(["a", "b"], [[1, "x"], [2.5, None]])
     assert table.splitlines() == ["| a | b |", "|---|---|", "| 1 | x |", "| 2.5 | None |"]
 

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-__all__ = ['hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'normalised_distance', 'linger', 'PAR_MARGIN']
+__all__ = ['hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'tally', 'normalised_distance', 'linger', 'PAR_MARGIN']
 
 
 def _cosine(a: list[float], b: list[float]) -> float | None:
@@ -134,6 +134,15 @@ def combine(signs) -> int:
 
 def verdict(sign: int, undecided: str = "cannot be decided at this scale") -> str:
     return {HOLDS: "holds here", FAILS: "does not hold here", UNDECIDED: undecided}[sign]
+
+
+def tally(signs, what: str = "claims") -> str:
+    """How many of the verdicts ``signs`` hold, fail, are undecided, in words: ``"1 of the 4
+    readings holds, 1 does not and 2 cannot be decided"``."""
+    signs = list(signs)
+    n_hold, n_fail, n_open = (signs.count(v) for v in (HOLDS, FAILS, UNDECIDED))
+    return (f"{n_hold} of the {len(signs)} {what} {'holds' if n_hold == 1 else 'hold'}, "
+            f"{n_fail} {'does' if n_fail == 1 else 'do'} not and {n_open} cannot be decided")
 
 
 def _acc(run: dict) -> float:
