@@ -62,6 +62,32 @@ def test_lrs_opt_figure(mnist_tiny):
     np.testing.assert_allclose(right.get_lines()[2].get_ydata(), hist)
 
 
+def test_centred_mean_is_centred_and_narrows_at_the_ends():
+    x = np.arange(10.0)
+    np.testing.assert_allclose(xp._centred_mean(x, 5), [1, 1.5, 2, 3, 4, 5, 6, 7, 7.5, 8])
+    np.testing.assert_allclose(xp._centred_mean(x, 1), x)
+    noisy = np.tile([0.0, 0.3], 50)                 # a schedule bouncing between its bounds
+    np.testing.assert_allclose(xp._centred_mean(noisy, 25)[12:-12], 0.15, atol=0.3 / 25 + 1e-12)
+
+
+def test_lrs_opt_figure_smoothed(mnist_tiny):
+    """With ``smooth``: each schedule faint (its raw values), then its centred mean bold and
+    labelled; the title says so."""
+    fig = xp.lrs_opt_figure(mnist_tiny, smooth=4)
+    left = fig.axes[0]
+    lines = left.get_lines()
+    assert len(lines) == 2 * 2 + 1                        # (raw, mean) per seed + initial
+    lrs = mnist_tiny["lrs_opt"]["0"]["lrs"]
+    np.testing.assert_allclose(lines[0].get_ydata(), lrs)
+    np.testing.assert_allclose(lines[1].get_ydata(), xp._centred_mean(lrs, 4))
+    assert lines[0].get_alpha() < 0.5 and lines[0].get_label().startswith("_")
+    assert _labels(fig) == ["seed 0", "seed 1", "initial schedule"]
+    assert "4-step mean" in left.get_title()
+    fig2 = xp.schedules_figure(mnist_tiny, 0, {"hd": 1e-3}, smooth=4)
+    assert _labels(fig2)[0] == "LRS-OPT (4-step mean)"
+    np.testing.assert_allclose(fig2.axes[0].get_lines()[1].get_ydata(), xp._centred_mean(lrs, 4))
+
+
 def test_schedules_figure(mnist_tiny):
     betas = {m: 1e-3 for m in mnist_tiny["online"]}
     fig = xp.schedules_figure(mnist_tiny, 0, betas)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from hypergrad import experiments as ex
@@ -19,6 +20,19 @@ pytestmark = pytest.mark.usefixtures("one_thread")
     (0.0, "0"), (0.3, "0.3"), (12345.0, "1.23×10⁴"), (None, "—"), (math.inf, "∞")])
 def test_sci(x, text):
     assert ex.sci(x) == text
+
+
+def test_roughness_of_a_smooth_and_of_a_bouncing_schedule():
+    smooth = [0.1 + 0.001 * t for t in range(100)]
+    r = ex.roughness(smooth, max_lr=0.3)
+    assert r["step_change"] == pytest.approx(0.001, rel=1e-9) and r["at_bound"] == 0.0
+    assert r["mean"] == pytest.approx(0.1495, rel=1e-9)
+    assert r["residual_sd"] < 2e-3          # a line deviates only at the ends (< 0.006)
+    bounce = [0.0, 0.3] * 50                # noise between the bounds: all of it at a bound
+    r = ex.roughness(bounce, max_lr=0.3)
+    assert r["step_change"] == pytest.approx(0.3) and r["at_bound"] == 1.0
+    assert r["residual_sd"] == pytest.approx(0.15, rel=0.05)
+    np.testing.assert_allclose(ex.centred_mean([0.0, 3.0, 6.0], 3).numpy(), [1.5, 3.0, 4.5])
 
 
 def test_plural_and_table():

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-__all__ = ['hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'tally', 'normalised_distance', 'linger', 'PAR_MARGIN']
+__all__ = ['hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'tally', 'normalised_distance', 'linger', 'centred_mean', 'roughness', 'PAR_MARGIN']
 
 
 def _cosine(a: list[float], b: list[float]) -> float | None:
@@ -166,6 +166,29 @@ def linger(lr) -> float:
     x = torch.tensor(lr, dtype=torch.float64)
     peak = float(x.max())
     return float(x[-max(1, len(x) // 10):].mean()) / peak if peak > 0 else float("nan")
+
+
+def centred_mean(values, window: int) -> torch.Tensor:
+    """The mean of ``values`` over a window of ``window`` steps centred on each step (narrower
+    at the ends, so that a shape is not shifted the way a trailing mean shifts it)."""
+    x = torch.as_tensor(values, dtype=torch.float64)
+    h, n = max(0, window // 2), len(x)
+    c = torch.cat([x.new_zeros(1), x.cumsum(0)])
+    idx = torch.arange(n)
+    lo, hi = (idx - h).clamp(0, n), (idx + h + 1).clamp(0, n)
+    return (c[hi] - c[lo]) / (hi - lo)
+
+
+def roughness(lr, max_lr: float, window: int = 25) -> dict:
+    """How much of a schedule is step-to-step noise rather than shape: ``step_change``, the
+    mean ``|η_{t+1} - η_t|``; ``mean``, the mean ``η_t``; ``residual_sd``, the standard
+    deviation of ``η_t`` around its centred mean over ``window`` steps (narrower at the ends);
+    ``at_bound``, the fraction of steps at ``0`` or at ``max_lr`` (to 1e-6)."""
+    x = torch.tensor(lr, dtype=torch.float64)
+    n, smooth = len(x), centred_mean(lr, window)
+    return {"step_change": float((x[1:] - x[:-1]).abs().mean()) if n > 1 else 0.0,
+            "mean": float(x.mean()), "residual_sd": float((x - smooth).pow(2).mean().sqrt()),
+            "at_bound": float(((x <= 1e-6) | (x >= max_lr - 1e-6)).double().mean())}
 
 
 #: ``"on par"`` (chapter 6): a gap in test accuracy below half a point never counts as worse.

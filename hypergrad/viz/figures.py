@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from hypergrad.experiments.analysis import sci
+from hypergrad.experiments.analysis import centred_mean, sci
 from hypergrad.viz.style import color, label
 
 __all__ = ["DPI", "new_figure", "lrs_opt_figure", "schedules_figure", "accuracy_vs_beta_figure",
@@ -79,9 +79,25 @@ def _running_mean(x: np.ndarray, k: int) -> np.ndarray:
     return np.concatenate([np.full(k - 1, np.nan), out])
 
 
+def _centred_mean(x, k: int) -> np.ndarray:
+    """:func:`~hypergrad.experiments.analysis.centred_mean` of ``x`` as an array."""
+    return centred_mean(_arr(x), k).numpy()
+
+
+def _plot_schedule(ax, lrs, smooth: int, **kw) -> None:
+    """``lrs`` as a line; with ``smooth`` > 1 the raw schedule thin and faint under its
+    centred mean over ``smooth`` steps (a noise-dominated schedule's shape)."""
+    if smooth > 1:
+        ax.plot(lrs, color=kw["color"], lw=0.5, alpha=0.35, zorder=kw.get("zorder", 2) - 1)
+        ax.plot(_centred_mean(lrs, smooth), **kw)
+    else:
+        ax.plot(lrs, **kw)
+
+
 # ---------------------------------------------------------------------------- chapter 5
-def lrs_opt_figure(result: dict) -> Figure:
-    """Left: the LRS-OPT schedule of each seed (dashed: the constant it started from).
+def lrs_opt_figure(result: dict, smooth: int = 0) -> Figure:
+    """Left: the LRS-OPT schedule of each seed (dashed: the constant it started from; with
+    ``smooth`` > 1, each schedule faint under its centred mean over ``smooth`` steps).
     Right: ``f_T`` at each hyper-iteration (thin) and its running mean (thick)."""
     fig = new_figure(height=3.4)
     ax1, ax2 = fig.subplots(1, 2)
@@ -91,29 +107,33 @@ def lrs_opt_figure(result: dict) -> Figure:
     for i, seed in enumerate(seeds):
         r = result["lrs_opt"][seed]
         c = cmap(i / max(1, len(seeds) - 1) * 0.85)
-        ax1.plot(r["lrs"], color=c, lw=1.4, label=f"seed {seed}")
+        _plot_schedule(ax1, r["lrs"], smooth, color=c, lw=1.4, label=f"seed {seed}")
         h = _arr(r["history"])
         ax2.plot(np.arange(1, len(h) + 1), h, color=c, lw=0.6, alpha=0.45)
         ax2.plot(np.arange(1, len(h) + 1), _running_mean(h, max(1, len(h) // 10)), color=c,
                  lw=2)
     ax1.axhline(s["fixed_lr"], color="0.5", ls="--", lw=1, label="initial schedule")
     ax1.set(xlabel="step $t$", ylabel=r"learning rate $\eta_t$",
-            title=f"Schedules after {s['lrs_opt']['iterations']} iterations")
+            title=f"Schedules after {s['lrs_opt']['iterations']} iterations"
+            + (f" ({smooth}-step mean)" if smooth > 1 else ""))
     ax2.set(xlabel="hyper-iteration", ylabel=r"$f_T(\eta)$ (validation loss)",
             title="Objective (fresh minibatches)")
     _legend_below(fig, ax1, ncol=len(seeds) + 1)
     return fig
 
 
-def schedules_figure(result: dict, seed: str | int, betas: dict[str, float]) -> Figure:
+def schedules_figure(result: dict, seed: str | int, betas: dict[str, float],
+                     smooth: int = 0) -> Figure:
     """The online schedules of one seed (each method at the ``β`` in ``betas``) against the
-    LRS-OPT schedule of the same seed (Figure 2, centre)."""
+    LRS-OPT schedule of the same seed (Figure 2, centre); with ``smooth`` > 1 the LRS-OPT
+    schedule is drawn faint under its centred mean over ``smooth`` steps."""
     seed = str(seed)
     fig = new_figure(height=4.2)
     ax = fig.subplots()
     lo = result["lrs_opt"].get(seed)
     if lo is not None:
-        ax.plot(lo["lrs"], color=color("lrs-opt"), lw=2.4, label="LRS-OPT", zorder=5)
+        _plot_schedule(ax, lo["lrs"], smooth, color=color("lrs-opt"), lw=2.4, zorder=5,
+                       label="LRS-OPT" + (f" ({smooth}-step mean)" if smooth > 1 else ""))
     for method, beta in betas.items():
         if beta is None:
             continue
