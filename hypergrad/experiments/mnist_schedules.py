@@ -40,7 +40,7 @@ from hypergrad.schedules import (
     constant,
 )
 
-__all__ = ['MnistTask', 'online_units', 'plan_units', 'compute_unit', 'finish_unit', 'compact_run',
+__all__ = ['MnistTask', 'online_units', 'online_unit', 'plan_units', 'compute_unit', 'finish_unit', 'compact_run',
            'lrs_opt_settings', 'fixed_settings', 'run_mnist_schedules', 'summarize_online', 'mnist_claims']
 
 
@@ -169,21 +169,21 @@ def online_units(s: dict) -> list[Unit]:
     """Section 5's online runs as units, seed by seed (all methods and ``β`` of a seed, then
     the next seed): an interrupted sweep leaves whole seeds done. The fixed-β runs can be
     computed as populations (``Unit.batch``); adaptive β chooses κ run by run (Section 4)."""
-    specs, on = _method_specs(s), s["online"]
-    base = _task_settings(s)
-    units = []
-    for seed in on["seeds"]:
-        for method, (mu, adaptive_beta) in specs.items():
-            for beta in (float(b) for b in on["betas"]):
-                settings_ = {**base, "method": method, "mu": mu, "beta": beta, "seed": seed,
-                             "lr0": s["lr0"],
-                             "kappa_start": on["kappa_start"] if adaptive_beta else None}
-                units.append(Unit(
-                    f"online_{method}_beta{beta:g}_seed{seed}", _jsonable(settings_),
-                    ("online", method, beta, seed),
-                    None if adaptive_beta else {"seed": seed, "lr0": s["lr0"], "beta": beta,
-                                                "mu": mu, "kappa": None}))
-    return units
+    return [online_unit(s, method, float(beta), seed) for seed in s["online"]["seeds"]
+            for method in _method_specs(s) for beta in s["online"]["betas"]]
+
+
+def online_unit(s: dict, method: str, beta: float, seed: int) -> Unit:
+    """The unit of one online run: ``method`` (a key of the methods of ``s``) at ``β`` on
+    ``seed`` (batchable unless ``β`` is adapted, as κ is then chosen run by run)."""
+    mu, adaptive_beta = _method_specs(s)[method]
+    settings_ = {**_task_settings(s), "method": method, "mu": mu, "beta": beta, "seed": seed,
+                 "lr0": s["lr0"],
+                 "kappa_start": s["online"]["kappa_start"] if adaptive_beta else None}
+    return Unit(f"online_{method}_beta{beta:g}_seed{seed}", _jsonable(settings_),
+                ("online", method, beta, seed),
+                None if adaptive_beta else {"seed": seed, "lr0": s["lr0"], "beta": beta,
+                                            "mu": mu, "kappa": None})
 
 
 def lrs_opt_settings(s: dict, seed: int) -> dict:
@@ -341,10 +341,8 @@ def run_mnist_schedules(s: dict, out_dir: str | os.PathLike | None = None, devic
         compute_batched(task, list(units.values()), store, population,
                         lambda unit, run: finish_unit(s, unit, run))
 
-    def online_unit(method, beta, seed):
-        unit = units.get((method, beta, seed)) or next(
-            u for u in online_units({**s, "online": {**on, "seeds": [seed], "betas": [beta]}})
-            if u.compute[1] == method)
+    def stored_online(method, beta, seed):
+        unit = units.get((method, beta, seed)) or online_unit(s, method, beta, seed)
         return store.get(unit.name, unit.settings, lambda: compute_unit(task, s, unit))
 
     with _bar(n_online, "online runs", progress) as bar:
@@ -352,7 +350,7 @@ def run_mnist_schedules(s: dict, out_dir: str | os.PathLike | None = None, devic
             for beta in betas:
                 runs = out["online"][method].setdefault(f"{beta:g}", {})
                 for seed in on["seeds"]:
-                    runs[str(seed)] = online_unit(method, beta, seed)
+                    runs[str(seed)] = stored_online(method, beta, seed)
                     bar.update()
 
     # -- hypergradient quality along one trajectory
@@ -368,7 +366,7 @@ def run_mnist_schedules(s: dict, out_dir: str | os.PathLike | None = None, devic
         def quality(seed=seed, unit=unit):
             if store.readonly:        # the own runs are read only to compute the unit
                 return store.get(f"quality_seed{seed}", unit, lambda: None)
-            own_runs = {m: online_unit(m, qbetas[m], seed) for m in specs}
+            own_runs = {m: stored_online(m, qbetas[m], seed) for m in specs}
             return store.get(f"quality_seed{seed}", unit,
                              lambda: _quality(task, s, seed, own_runs))
 
