@@ -159,6 +159,26 @@ def test_quality_exact_is_the_hypergradient_of_the_recorded_schedule(mnist_tiny)
 
 
 @needs_mnist
+def test_a_quality_beta_off_the_grid_gets_its_own_online_units(tmp_path, one_thread):
+    """``quality.beta`` set to a value not in ``online.betas``: the quality seed's own runs
+    are computed at that β, stored under their own unit names, and are the runs whose Δ_t
+    the quality unit compares."""
+    s = ex.settings("mnist-schedules", "tiny")
+    s["lrs_opt"]["iterations"] = 1
+    s["quality"].update(beta=3e-3, replay_mus=[0.0])
+    r = ex.run_mnist_schedules(s, out_dir=tmp_path, progress=False)
+    assert set(r["quality_betas"].values()) == {3e-3} and 3e-3 not in s["online"]["betas"]
+    for method in r["online"]:
+        unit = ex.mnist_schedules.online_unit(r["settings"], method, 3e-3, 0)
+        assert (tmp_path / "units" / f"{unit.name}.json").exists()
+        own = r["quality"]["0"]["own"][method]
+        if not own["diverged"]:
+            stored = json.loads((tmp_path / "units" / f"{unit.name}.json").read_text())
+            assert own["estimate"] == stored["result"]["hypergradient"]
+            assert stored["settings"] == unit.settings and unit.settings["beta"] == 3e-3
+
+
+@needs_mnist
 def test_lrs_opt_divergence_stops_the_unit_and_keeps_the_last_good_schedule(tmp_path):
     s = ex.settings("mnist-schedules", "tiny")
     s["lrs_opt"].update(step_size=1e6, max_lr=None, iterations=3)
