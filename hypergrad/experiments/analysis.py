@@ -185,7 +185,7 @@ def roughness(lr, max_lr: float, window: int = 25) -> dict:
     deviation of ``η_t`` around its centred mean over ``window`` steps (narrower at the ends);
     ``at_bound``, the fraction of steps at ``0`` or at ``max_lr`` (to 1e-6)."""
     x = torch.tensor(lr, dtype=torch.float64)
-    n, smooth = len(x), centred_mean(lr, window)
+    n, smooth = len(x), centred_mean(x, window)
     return {"step_change": float((x[1:] - x[:-1]).abs().mean()) if n > 1 else 0.0,
             "mean": float(x.mean()), "residual_sd": float((x - smooth).pow(2).mean().sqrt()),
             "at_bound": float(((x <= 1e-6) | (x >= max_lr - 1e-6)).double().mean())}
