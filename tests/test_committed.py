@@ -99,7 +99,7 @@ def test_complete_equals_runner(full, tmp_path, experiment):
     if experiment == "mnist-schedules":
         assert got.pop("missing") == []
         assert p["seeds"] == {"online": [0, 1], "lrs_opt": [0, 1], "fixed": [0, 1],
-                              "quality": [0]}
+                              "quality": [0], "noise": [0]}
     else:
         assert p["seeds"] == {"grid": [0, 1]}
     assert got == expect
@@ -138,9 +138,11 @@ def test_partial_mnist_lrs_opt_only(full, tmp_path):
     c = ex.committed("mnist-schedules", root=root, scale="tiny", s=s)
     p = c["progress"]
     assert p["done"] == 1 and p["parts"]["lrs_opt"] == {"done": 1, "total": 2}
-    assert p["seeds"] == {"online": [], "lrs_opt": [0], "fixed": [], "quality": []}
+    assert p["seeds"] == {"online": [], "lrs_opt": [0], "fixed": [], "quality": [],
+                          "noise": []}
     r = c["result"]
     assert list(r["lrs_opt"]) == ["0"] and r["fixed"] == {} and r["quality"] == {}
+    assert r["noise"] == {} and p["parts"]["noise"] == {"done": 0, "total": 1}
     assert all(by_beta == {} for m in r["online"].values() for by_beta in m.values())
     assert "fixed_seed0" in r["missing"]
     claims = ex.mnist_claims(r)
@@ -159,9 +161,10 @@ def test_partial_mnist_online_without_lrs_opt_or_quality(full, tmp_path):
                  and n not in online1[:1])
     c = ex.committed("mnist-schedules", root=root, scale="tiny", s=s)
     assert c["progress"]["seeds"] == {"online": [0], "lrs_opt": [], "fixed": [0, 1],
-                                      "quality": []}
+                                      "quality": [], "noise": []}   # its LRS-OPT is missing
     r = c["result"]
     assert r["lrs_opt"] == {} and r["quality"] == {} and list(r["fixed"]) == ["0"]
+    assert r["noise"] == {}
     assert all(list(by_beta) == ["0"] for m in r["online"].values()
                for by_beta in m.values())
     claims = ex.mnist_claims(r)
@@ -176,8 +179,8 @@ def test_empty(tmp_path):
         c = ex.committed(experiment, root=tmp_path, scale="paper")
         assert c["result"] is None and c["progress"]["done"] == 0
         mod = ex.sensitivity if experiment == "sensitivity" else ex.mnist_schedules
-        quality = 1 if experiment == "mnist-schedules" else 0      # paper: 1 quality seed
-        assert c["progress"]["total"] == len(mod.plan_units(c["settings"])) + quality
+        extra = 2 if experiment == "mnist-schedules" else 0   # paper: 1 quality, 1 noise seed
+        assert c["progress"]["total"] == len(mod.plan_units(c["settings"])) + extra
         assert c["wall_time_s"]["total"] == 0 and c["meta"]["commits"] == []
     with pytest.raises(ValueError, match="experiment"):
         ex.committed("real-world", root=tmp_path)
@@ -204,6 +207,21 @@ def test_foreign_settings_file_is_reported_and_not_used(full, tmp_path):
     assert c["progress"]["seeds"] == {"grid": [1]} and c["result_settings"]["seeds"] == [1]
     assert c["progress"]["done"] == c["progress"]["total"] - 1
     assert sorted(p.name for p in units.iterdir()) == before
+
+
+def test_noise_unit_of_other_settings_is_reported_and_not_used(full, tmp_path):
+    s = _mnist_settings()
+    root = _copy(full, tmp_path, "mnist-schedules")
+    path = ex.result_dir(root, "mnist-schedules", "tiny") / "units" / "noise_seed0.json"
+    data = json.loads(path.read_text())
+    assert data["settings"] == ex.mnist_schedules.noise_settings(s, 0)
+    data["settings"]["draws"] += 1
+    path.write_text(json.dumps(data))
+    c = ex.committed("mnist-schedules", root=root, scale="tiny", s=s)
+    (why,) = [r["reason"] for r in c["rejected"] if r["file"] == "noise_seed0.json"]
+    assert why == f"other settings: draws: {s['noise']['draws'] + 1} (plan: {s['noise']['draws']})"
+    assert c["progress"]["seeds"]["noise"] == [] and c["result"]["noise"] == {}
+    assert c["progress"]["parts"]["noise"] == {"done": 0, "total": 1}
 
 
 def test_in_progress_lrs_opt_is_counted_not_used(full, tmp_path):

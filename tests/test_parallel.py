@@ -58,9 +58,9 @@ def test_workers_compute_every_planned_unit_of_section_5(tmp_path):
                             progress=False)
     stored = {f.stem for f in (tmp_path / "units").glob("*.json")}
     assert stored == {u.name for u in plan}
-    # the runner loads them all and computes only what depends on them (the quality unit)
+    # the runner loads them all and computes only what depends on them (quality, noise)
     res = ex.run("mnist-schedules", s, out_dir=tmp_path, progress=False)
-    assert res["units"]["computed"] == len(s["quality"]["seeds"])
+    assert res["units"]["computed"] == len(s["quality"]["seeds"]) + len(s["noise"]["seeds"])
     assert res["units"]["loaded"] == len(plan)
 
 

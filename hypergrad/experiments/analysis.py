@@ -6,7 +6,7 @@ import math
 
 import torch
 
-__all__ = ['hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'tally', 'normalised_distance', 'linger', 'centred_mean', 'roughness', 'PAR_MARGIN']
+__all__ = ['hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'tally', 'normalised_distance', 'linger', 'centred_mean', 'roughness', 'signal_to_noise', 'PAR_MARGIN']
 
 
 def _cosine(a: list[float], b: list[float]) -> float | None:
@@ -189,6 +189,40 @@ def roughness(lr, max_lr: float, window: int = 25) -> dict:
     return {"step_change": float((x[1:] - x[:-1]).abs().mean()) if n > 1 else 0.0,
             "mean": float(x.mean()), "residual_sd": float((x - smooth).pow(2).mean().sqrt()),
             "at_bound": float(((x <= 1e-6) | (x >= max_lr - 1e-6)).double().mean())}
+
+
+def _median(x: torch.Tensor) -> float:
+    """The median of a 1-D tensor (the mean of the middle two for an even length)."""
+    v, n = x.sort().values, len(x)
+    return float(v[n // 2]) if n % 2 else float((v[n // 2 - 1] + v[n // 2]) / 2)
+
+
+def signal_to_noise(mean, sd, draws: int) -> dict:
+    """How much of a stochastic hypergradient is signal, from its per-step ``mean`` and
+    sample standard deviation ``sd`` over ``draws`` independent minibatch draws.
+
+    ``snr``: the median over steps of ``|mean_t| / sd_t``, one draw's signal-to-noise ratio;
+    ``resolved``: the fraction of steps whose sign the ``draws`` resolve, i.e. whose mean lies
+    outside its 95 % interval around zero (``t × sd_t/√draws``, the rule of :func:`compare`);
+    ``draws_needed``: the median over steps of ``(1.96 sd_t / |mean_t|)²``, the draws an
+    average needs for that interval to exclude zero (``inf`` where the mean is 0). Steps with
+    ``sd_t = 0`` (a learning rate the objective does not see) are left out."""
+    m = torch.as_tensor(mean, dtype=torch.float64)
+    s = torch.as_tensor(sd, dtype=torch.float64)
+    if m.shape != s.shape or m.ndim != 1:
+        raise ValueError(f"mean and sd must be 1-D of one length, got {tuple(m.shape)} and "
+                         f"{tuple(s.shape)}")
+    if draws < 2:
+        raise ValueError(f"the noise needs at least 2 draws, got {draws}")
+    keep = s > 0
+    m, s = m[keep].abs(), s[keep]
+    if len(m) == 0:
+        return {"snr": float("nan"), "resolved": float("nan"), "draws_needed": float("nan"),
+                "steps": 0}
+    need = torch.where(m > 0, (1.96 * s / m.clamp_min(1e-300)) ** 2, torch.full_like(m, math.inf))
+    return {"snr": _median(m / s),
+            "resolved": float((m > t975(draws - 1) * s / math.sqrt(draws)).double().mean()),
+            "draws_needed": _median(need), "steps": int(len(m))}
 
 
 #: ``"on par"`` (chapter 6): a gap in test accuracy below half a point never counts as worse.

@@ -29,7 +29,7 @@ def _part(experiment: str, name: str) -> str:
     """The part of the run a unit belongs to (what the wall time is summed over)."""
     if experiment == "sensitivity":
         return "adaptive-beta" if name.startswith("sens_adaptive-beta_") else "fixed"
-    for part in ("lrs_opt", "fixed", "online", "quality"):
+    for part in ("lrs_opt", "fixed", "online", "quality", "noise"):
         if name.startswith(part + "_"):
             return part
     raise ValueError(f"{name!r} is no unit of mnist-schedules")
@@ -112,6 +112,9 @@ def committed(experiment: str, root: str | os.PathLike = "results", scale: str =
     plan = {u.name: u for u in mod.plan_units(s)}
     quality_names = ([f"quality_seed{sd}" for sd in s["quality"]["seeds"]]
                      if experiment == "mnist-schedules" else [])
+    noise = ({f"noise_seed{sd}": mnist_schedules.noise_settings(s, sd)
+              for sd in s["noise"]["seeds"]} if experiment == "mnist-schedules" else {})
+    checked = {**{n: u.settings for n, u in plan.items()}, **noise}   # settings known ahead
 
     valid, metas, rejected, in_progress = {}, {}, [], {}
     files = sorted(units_dir.glob("*.json")) if units_dir.is_dir() else []
@@ -133,19 +136,19 @@ def committed(experiment: str, root: str | os.PathLike = "results", scale: str =
         if name in quality_names:          # its settings depend on the online results:
             metas[name] = data.get("meta") or {}   # the runner checks them
             continue
-        if name not in plan:
+        if name not in checked:
             rejected.append({"file": path.name, "reason": "not a unit of the plan"})
             continue
-        if data.get("settings") != plan[name].settings:
+        if data.get("settings") != checked[name]:
             rejected.append({"file": path.name, "reason": "other settings: "
-                             + _differences(plan[name].settings, data.get("settings"))})
+                             + _differences(checked[name], data.get("settings"))})
             continue
         valid[name] = True
         metas[name] = data.get("meta") or {}
 
     # -- progress and the complete seeds of each part
     parts: dict[str, dict] = {}
-    for name in [*plan, *quality_names]:
+    for name in [*plan, *noise, *quality_names]:
         p = parts.setdefault(_part(experiment, name), {"done": 0, "total": 0})
         p["total"] += 1
         p["done"] += name in valid or (name in quality_names and name in metas)
@@ -161,11 +164,14 @@ def committed(experiment: str, root: str | os.PathLike = "results", scale: str =
         lrs = [sd for sd in s["lrs_opt"]["seeds"] if f"lrs_opt_seed{sd}" in valid]
         fixed = [sd for sd in sorted(by_seed) if f"fixed_seed{sd}" in valid]
         quality = [sd for sd in s["quality"]["seeds"] if f"quality_seed{sd}" in metas]
-        seeds = {"online": whole, "lrs_opt": lrs, "fixed": fixed, "quality": quality}
+        noisy = [sd for sd in s["noise"]["seeds"] if f"noise_seed{sd}" in valid and sd in lrs]
+        seeds = {"online": whole, "lrs_opt": lrs, "fixed": fixed, "quality": quality,
+                 "noise": noisy}
         restricted = None
         if whole or lrs:
             restricted = {**s, "online": {**s["online"], "seeds": whole},
                           "lrs_opt": {**s["lrs_opt"], "seeds": lrs},
+                          "noise": {**s["noise"], "seeds": noisy},
                           "quality": {**s["quality"], "seeds": quality}}
     done = sum(p["done"] for p in parts.values())
     total = sum(p["total"] for p in parts.values())

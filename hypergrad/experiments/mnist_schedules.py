@@ -15,6 +15,7 @@ from hypergrad.experiments.analysis import (
     HOLDS,
     UNDECIDED,
     _acc,
+    centred_mean,
     combine,
     compare,
     hypergradient_agreement,
@@ -41,7 +42,7 @@ from hypergrad.schedules import (
 )
 
 __all__ = ['MnistTask', 'online_units', 'online_unit', 'plan_units', 'compute_unit', 'finish_unit', 'compact_run',
-           'lrs_opt_settings', 'fixed_settings', 'run_mnist_schedules', 'summarize_online', 'mnist_claims']
+           'lrs_opt_settings', 'fixed_settings', 'noise_settings', 'run_mnist_schedules', 'summarize_online', 'mnist_claims']
 
 
 # =========================================================================== the MNIST task
@@ -197,6 +198,13 @@ def lrs_opt_settings(s: dict, seed: int) -> dict:
     return _jsonable(unit)
 
 
+def noise_settings(s: dict, seed: int) -> dict:
+    """The settings that determine the noise unit of ``seed``: those of its LRS-OPT unit
+    (whose final schedule it reads), the number of draws and the smoothing window."""
+    nz = s["noise"]
+    return _jsonable({**lrs_opt_settings(s, seed), "draws": nz["draws"], "window": nz["window"]})
+
+
 def fixed_settings(s: dict, seed: int) -> dict:
     """The settings that determine the fixed-η baseline's unit for ``seed``."""
     return _jsonable({**_task_settings(s), "lr": s["fixed_lr"], "seed": seed})
@@ -281,6 +289,8 @@ def run_mnist_schedules(s: dict, out_dir: str | os.PathLike | None = None, devic
       hyper-iteration, on fresh minibatches) and the final metrics of training with ``lrs`` on
       the seed's own minibatches (the ones the online methods see); ``diverged`` is ``None``,
       or the error that stopped LRS-OPT early (``lrs`` is then its last schedule);
+    * ``noise[seed]``: how noisy LRS-OPT's hypergradient is at its start and final schedule
+      of ``seed``, and the final schedule against its centred mean (:func:`_noise`);
     * ``online[method][beta][seed]``: one online run (schedule ``lr``, ``mu``, ``beta``,
       ``hypergradient`` = ``Δ_t``, final metrics, ``diverged``); for ``"marthe"`` (adaptive
       ``β``) ``κ`` is chosen per run by the step-size selection procedure of Section 4;
@@ -289,7 +299,7 @@ def run_mnist_schedules(s: dict, out_dir: str | os.PathLike | None = None, devic
       exact ``∂f_T/∂η_t`` of the schedule that run produced, along the same trajectory;
       ``replay`` — the exact hypergradient along the fixed-η trajectory and ``Δ_t`` of each
       ``μ`` in ``replay_mus`` along that same trajectory (``β = 0``);
-    * ``missing`` (read-only ``store`` only): the fixed-η, LRS-OPT and quality units that
+    * ``missing`` (read-only ``store`` only): the fixed-η, LRS-OPT, noise and quality units that
       are not stored and were left out (every online unit must be stored);
     * ``wall_time_s``: the seconds each unit took (``lrs_opt[seed]``,
       ``online[method][beta][seed]``), as computed or as saved in its unit file (``None``
@@ -305,8 +315,8 @@ def run_mnist_schedules(s: dict, out_dir: str | os.PathLike | None = None, devic
     betas = [float(b) for b in on["betas"]]
     seeds = sorted(set(on["seeds"]) | set(lo["seeds"]) | set(q["seeds"]))
     n_online = len(specs) * len(betas) * len(on["seeds"])
-    out = {"settings": s, "fixed": {}, "lrs_opt": {}, "online": {m: {} for m in specs},
-           "quality": {}}
+    out = {"settings": s, "fixed": {}, "lrs_opt": {}, "noise": {},
+           "online": {m: {} for m in specs}, "quality": {}}
     missing = []
 
     def optional(name, get):
@@ -333,6 +343,20 @@ def run_mnist_schedules(s: dict, out_dir: str | os.PathLike | None = None, devic
                          lambda seed=seed: _lrs_opt_unit(task, s, seed, store, progress))
         if found is not None:
             out["lrs_opt"][str(seed)] = found
+
+    # -- how noisy LRS-OPT's hypergradient is (reads the seed's LRS-OPT schedule)
+    for seed in s["noise"]["seeds"]:
+        name = f"noise_seed{seed}"
+        if str(seed) not in out["lrs_opt"]:
+            if not store.readonly:
+                raise ValueError(f"noise seed {seed} is no LRS-OPT seed ({lo['seeds']})")
+            missing.append(name)
+            continue
+        found = optional(name, lambda seed=seed, name=name: store.get(
+            name, noise_settings(s, seed),
+            lambda: _noise(task, s, seed, out["lrs_opt"][str(seed)]["lrs"])))
+        if found is not None:
+            out["noise"][str(seed)] = found
 
     # -- the online methods, over β and seeds (--population N: the fixed-β units not stored
     # yet, N at a time as one batched computation)
@@ -422,6 +446,49 @@ def _lrs_opt_unit(task: MnistTask, s: dict, seed: int, store: UnitStore, progres
     if save_path is not None:
         save_path.unlink(missing_ok=True)
     return result
+
+
+def _noise(task: MnistTask, s: dict, seed: int, final_lrs) -> dict:
+    """How noisy the hypergradient that drives LRS-OPT is, and what its noise leaves in the
+    schedule: over LRS-OPT's own first ``draws`` fresh minibatch draws of ``seed``,
+
+    * ``start``, ``final``: at LRS-OPT's starting schedule (``η_t = fixed_lr``) and at its
+      final one, ``f_T`` of each draw and the per-step mean and sample standard deviation of
+      ``∂f_T/∂η_t`` (Eq. 4, reverse mode) over the draws;
+    * ``smoothed``: ``f_T`` and the validation accuracy of the final schedule and of its
+      centred mean over ``window`` steps, trained on the same draws (a paired comparison).
+
+    A draw on which training diverges is recorded as ``None`` and left out of the statistics.
+    """
+    nz, T = s["noise"], s["T"]
+    params = task.init_params(seed)
+    draws = [task.batches(seed, salt=k + 1) for k in range(nz["draws"])]
+    final = torch.tensor(final_lrs, dtype=torch.float64)
+    schedules = {"start": constant(T, s["fixed_lr"]), "final": final}
+    out = {}
+    for key, lrs in schedules.items():
+        values, grads = [], []
+        for batches in draws:
+            try:
+                value, grad = hypergradient(task.dyn, params, lrs, batches, task.objective)
+            except DivergenceError:
+                values.append(None)
+                continue
+            values.append(float(value))
+            grads.append(grad.double())
+        g = torch.stack(grads) if grads else torch.zeros(0, T, dtype=torch.float64)
+        out[key] = {"f_T": values, "draws": len(grads),
+                    "mean": float32_trace(g.mean(0)) if grads else None,
+                    "sd": float32_trace(g.std(0)) if len(grads) > 1 else None}
+    smooth = centred_mean(final, nz["window"])
+    pair = {"final": [], "smoothed": []}
+    for batches in draws:
+        for key, lrs in (("final", final), ("smoothed", smooth)):
+            pair[key].append(task.train_fixed(params, lrs.tolist(), batches))
+    out["smoothed"] = {"lr": float32_trace(smooth),
+                       **{f"{k}_{m}": [r[m] for r in rs] for k, rs in pair.items()
+                          for m in ("val_loss", "val_acc")}}
+    return _jsonable(out)
 
 
 def _quality(task: MnistTask, s: dict, seed: int, own_runs: dict) -> dict:

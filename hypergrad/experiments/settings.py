@@ -53,6 +53,10 @@ def _mnist_schedules_settings(scale: str) -> dict:
                     "optimizer": "adam",    # [choice]
                     "max_lr": 0.3},         # the cap stops single-step spikes      [choice]
         "quality": {"seeds": [0], "beta": "best", "replay_mus": [0.0, 0.5, 0.9, 0.99, 1.0, "auto"]},
+        # how noisy LRS-OPT's hypergradient is: `draws` of its own fresh minibatches at its
+        # start and final schedule of each seed, and the final one's centred mean over
+        # `window` steps against it                                                [choice]
+        "noise": {"seeds": [0], "draws": 16, "window": 25},
     }
     if scale == "paper":
         return paper
@@ -68,6 +72,7 @@ def _mnist_schedules_settings(scale: str) -> dict:
     tiny["online"].update(seeds=[0], betas=[1e-3], fixed_mus=[0.9])
     tiny["lrs_opt"].update(seeds=[0], iterations=2)
     tiny["quality"].update(replay_mus=[0.0, "auto"])
+    tiny["noise"].update(draws=3, window=3)
     return tiny
 
 
