@@ -56,14 +56,30 @@ def tiny():
     return s, task, res, ms._noise(task, s, 0, res.lrs)
 
 
+def _held_out(s, task, k):
+    """The ``k``-th draw of the noise unit: the one after LRS-OPT's own draws."""
+    return task.batches(0, salt=s["lrs_opt"]["iterations"] + 1 + k)
+
+
 @needs_mnist
-def test_noise_is_the_statistics_of_lrs_opts_own_draws(tiny):
+def test_noise_draws_are_fresh_ones_lrs_opt_never_saw(tiny):
     s, task, res, out = tiny
-    # the first draw is the one LRS-OPT's first iteration saw, at the same (starting) schedule
-    assert out["start"]["f_T"][0] == pytest.approx(res.history[0], rel=1e-6)
+    seen = [task.batches(0, salt=i + 1) for i in range(s["lrs_opt"]["iterations"])]
+    for k in range(s["noise"]["draws"]):
+        x = _held_out(s, task, k)[0][0]
+        assert not any(torch.equal(x, b[0][0]) for b in seen)
+    # LRS-OPT's own draws are made the same way: its first f_T is that of salt 1
+    start = constant(s["T"], s["fixed_lr"])
+    v, _ = hypergradient(task.dyn, task.init_params(0), start, seen[0], task.objective)
+    assert float(v) == pytest.approx(res.history[0], rel=1e-6)
+
+
+@needs_mnist
+def test_noise_is_the_statistics_of_the_draws(tiny):
+    s, task, res, out = tiny
     params = task.init_params(0)
     for key, lrs in (("start", constant(s["T"], s["fixed_lr"])), ("final", res.lrs)):
-        vals, grads = zip(*(hypergradient(task.dyn, params, lrs, task.batches(0, salt=k + 1),
+        vals, grads = zip(*(hypergradient(task.dyn, params, lrs, _held_out(s, task, k),
                                           task.objective) for k in range(4)), strict=True)
         g = torch.stack(grads).double()
         assert out[key]["draws"] == 4
@@ -82,7 +98,7 @@ def test_smoothed_schedule_is_the_centred_mean_trained_on_the_same_draws(tiny):
     assert sm["final_val_loss"] == pytest.approx(out["final"]["f_T"], rel=1e-6)
     params = task.init_params(0)
     k = 2
-    again = task.train_fixed(params, sm["lr"], task.batches(0, salt=k + 1))
+    again = task.train_fixed(params, sm["lr"], _held_out(s, task, k))
     assert sm["smoothed_val_loss"][k] == pytest.approx(again["val_loss"], rel=1e-5)
     assert sm["smoothed_val_acc"][k] == pytest.approx(again["val_acc"])
 

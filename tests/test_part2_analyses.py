@@ -126,6 +126,20 @@ def test_mnist_claims_on_a_tiny_run(mnist_tiny):
         assert c["c2"]["v"] == ex.UNDECIDED
     assert sum(n for _, n in c["c2"]["diverged"].values()) == sum(
         len(by_seed) for by_b in mnist_tiny["online"].values() for by_seed in by_b.values())
+    # claim 6 (C7): the distances to LRS-OPT's schedule and to its centred mean, per seed
+    c7, w = c["c7"], mnist_tiny["settings"]["noise"]["window"]
+    assert c7["seeds"] == ["0", "1"] and c7["window"] == w
+    for m in c7["dist"]:
+        b = c["summary"]["best"][m]
+        for i, k in enumerate(c7["seeds"]):
+            run = mnist_tiny["online"][m][f"{b:g}"][k] if b is not None else None
+            if run is None or run["diverged"]:
+                assert math.isnan(c7["dist"][m][i]) and math.isnan(c7["dist_smooth"][m][i])
+                continue
+            lrs = mnist_tiny["lrs_opt"][k]["lrs"]
+            assert c7["dist"][m][i] == ex.normalised_distance(run["lr"], lrs)
+            assert c7["dist_smooth"][m][i] == ex.normalised_distance(
+                run["lr"], ex.centred_mean(lrs, w))
     # with the two seeds of this run, the seed spread decides; with a tiny LRS-OPT (2
     # iterations) the shape of the optimised schedule is never read
     assert c["lrs"]["v_start"] == ex.UNDECIDED

@@ -450,7 +450,8 @@ def _lrs_opt_unit(task: MnistTask, s: dict, seed: int, store: UnitStore, progres
 
 def _noise(task: MnistTask, s: dict, seed: int, final_lrs) -> dict:
     """How noisy the hypergradient that drives LRS-OPT is, and what its noise leaves in the
-    schedule: over LRS-OPT's own first ``draws`` fresh minibatch draws of ``seed``,
+    schedule: over ``draws`` fresh minibatch draws of ``seed`` that LRS-OPT never saw (drawn
+    as its own are, after its ``iterations`` draws: the final schedule was fitted to those),
 
     * ``start``, ``final``: at LRS-OPT's starting schedule (``η_t = fixed_lr``) and at its
       final one, ``f_T`` of each draw and the per-step mean and sample standard deviation of
@@ -462,7 +463,8 @@ def _noise(task: MnistTask, s: dict, seed: int, final_lrs) -> dict:
     """
     nz, T = s["noise"], s["T"]
     params = task.init_params(seed)
-    draws = [task.batches(seed, salt=k + 1) for k in range(nz["draws"])]
+    first = s["lrs_opt"]["iterations"] + 1      # LRS-OPT's iteration i draws salt i + 1
+    draws = [task.batches(seed, salt=first + k) for k in range(nz["draws"])]
     final = torch.tensor(final_lrs, dtype=torch.float64)
     schedules = {"start": constant(T, s["fixed_lr"]), "final": final}
     out = {}
@@ -657,8 +659,15 @@ def mnist_claims(res: dict) -> dict:
                 for k in common] for m in ("marthe", "marthe-auto-mu", "hd", "rtho")}
     c7 = {m: compare([dist[m][i] - dist["marthe"][i] for i in range(len(common))])
           for m in ("hd", "rtho")}
-    out["c7"] = {"seeds": common, "dist": dist, "cmp": c7,
-                 "v": combine(c["sign"] for c in c7.values())}
+    # the same distances to LRS-OPT's centred mean over the noise unit's window (a check of
+    # how much LRS-OPT's step-to-step noise weighs in them; the verdict reads the schedule)
+    window = res["settings"]["noise"]["window"]
+    dist_smooth = {m: [normalised_distance(at_best(m)[k]["lr"],
+                                           centred_mean(res["lrs_opt"][k]["lrs"], window))
+                       if best[m] is not None and not at_best(m)[k]["diverged"]
+                       else float("nan") for k in common] for m in dist}
+    out["c7"] = {"seeds": common, "dist": dist, "dist_smooth": dist_smooth, "cmp": c7,
+                 "window": window, "v": combine(c["sign"] for c in c7.values())}
 
     # -- C8: LRS-OPT beats the fixed η (paired per LRS-OPT seed)
     paired = [k for k in lo_seeds if k in res["fixed"]]

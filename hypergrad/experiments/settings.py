@@ -53,9 +53,9 @@ def _mnist_schedules_settings(scale: str) -> dict:
                     "optimizer": "adam",    # [choice]
                     "max_lr": 0.3},         # the cap stops single-step spikes      [choice]
         "quality": {"seeds": [0], "beta": "best", "replay_mus": [0.0, 0.5, 0.9, 0.99, 1.0, "auto"]},
-        # how noisy LRS-OPT's hypergradient is: `draws` of its own fresh minibatches at its
-        # start and final schedule of each seed, and the final one's centred mean over
-        # `window` steps against it                                                [choice]
+        # how noisy LRS-OPT's hypergradient is: `draws` fresh minibatch draws (ones LRS-OPT
+        # did not see) at its start and final schedule of each seed, and the final one's
+        # centred mean over `window` steps (T/20) against it                      [choice]
         "noise": {"seeds": [0], "draws": 16, "window": 25},
     }
     if scale == "paper":
@@ -65,6 +65,7 @@ def _mnist_schedules_settings(scale: str) -> dict:
     quick["online"].update(seeds=[0, 1], betas=[1e-4, 1e-3, 1e-2], fixed_mus=[0.9])
     quick["lrs_opt"].update(seeds=[0, 1], iterations=40, step_size=0.2, optimizer="pgd")
     quick["quality"].update(replay_mus=[0.0, 0.9, 0.99, 1.0, "auto"])
+    quick["noise"].update(window=5)
     if scale == "quick":
         return quick
     tiny = copy.deepcopy(quick)
