@@ -290,7 +290,7 @@ def run_mnist_schedules(s: dict, out_dir: str | os.PathLike | None = None, devic
       the seed's own minibatches (the ones the online methods see); ``diverged`` is ``None``,
       or the error that stopped LRS-OPT early (``lrs`` is then its last schedule);
     * ``noise[seed]``: how noisy LRS-OPT's hypergradient is at its start and final schedule
-      of ``seed``, and the final schedule against its centred mean (:func:`_noise`);
+      of ``seed``, and the final schedule against its centred mean;
     * ``online[method][beta][seed]``: one online run (schedule ``lr``, ``mu``, ``beta``,
       ``hypergradient`` = ``Δ_t``, final metrics, ``diverged``); for ``"marthe"`` (adaptive
       ``β``) ``κ`` is chosen per run by the step-size selection procedure of Section 4;
