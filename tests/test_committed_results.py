@@ -54,7 +54,11 @@ def _diff(a, b, path="") -> list[str]:
 def _expected_settings(experiment: str) -> dict:
     """name -> settings of every unit the current paper-scale plan can write."""
     s = ex.settings(experiment, "paper")
-    return {u.name: u.settings for u in MODULES[experiment].plan_units(s)}
+    expected = {u.name: u.settings for u in MODULES[experiment].plan_units(s)}
+    if experiment == "mnist-schedules":          # computed after the plan: LRS-OPT's noise
+        expected |= {f"noise_seed{sd}": mnist_schedules.noise_settings(s, sd)
+                     for sd in s["noise"]["seeds"]}
+    return expected
 
 
 def test_the_paper_plans_name_every_unit_once():
@@ -99,6 +103,34 @@ def test_committed_units_hold_the_current_settings(experiment):
             want = expected[name]
         problems += [f"{f.name}: {d}" for d in _diff(found, want)]
     assert not problems, "committed results from other settings:\n" + "\n".join(problems[:20])
+
+
+def test_committed_noise_units_read_the_committed_lrs_opt_schedule():
+    """A noise unit is too long to recompute here (about 12 min at paper scale); what can be
+    checked cheaply is checked: its draws, its lengths, and that the schedule it smoothed is
+    the committed LRS-OPT schedule of its seed (its centred mean, to float32 rounding)."""
+    s = ex.settings("mnist-schedules", "paper")
+    files = {f.stem: f for f in _unit_files("mnist-schedules")}
+    names = [f"noise_seed{sd}" for sd in s["noise"]["seeds"] if f"noise_seed{sd}" in files]
+    if not names:
+        pytest.skip(f"no paper-scale noise unit committed under {ROOT}")
+    for name in names:
+        seed = int(name.removeprefix("noise_seed"))
+        out = json.loads(files[name].read_text())["result"]
+        lrs = json.loads(files[f"lrs_opt_seed{seed}"].read_text())["result"]["lrs"]
+        T, k = s["T"], s["noise"]["draws"]
+        for key in ("start", "final"):
+            assert len(out[key]["f_T"]) == k and out[key]["draws"] == k, (name, key)
+            assert len(out[key]["mean"]) == len(out[key]["sd"]) == T, (name, key)
+            assert min(out[key]["sd"]) >= 0, (name, key)
+        sm = out["smoothed"]
+        np.testing.assert_allclose(sm["lr"], ex.centred_mean(lrs, s["noise"]["window"]),
+                                   rtol=1e-6, atol=1e-9, err_msg=name)
+        # the final schedule's f_T is computed twice (with and without its hypergradient)
+        np.testing.assert_allclose(sm["final_val_loss"], out["final"]["f_T"], rtol=1e-5,
+                                   err_msg=name)
+        assert all(len(sm[f"{a}_{b}"]) == k for a in ("final", "smoothed")
+                   for b in ("val_loss", "val_acc"))
 
 
 def _online_units() -> list[tuple[str, object, Path]]:
