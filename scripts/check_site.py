@@ -17,6 +17,8 @@ folder. The checks for each page are these:
 * every ``<img src>`` is a file under the site with a non-zero size (or a ``data:`` URI);
 * the math is rendered: pages whose source has math contain ``mjx-container`` elements,
   and no page contains a MathJax error (``mjx-merror``);
+* no code cell printed to stderr (an ``output stderr`` block: a warning or an error that a
+  reader would see on the page);
 * a chapter whose code cells plot has at least one figure (an image in ``_images/``);
 * each explorer (``widgets.explore_*`` in a code cell) shows a picture: the page's saved
   widget state holds one Output widget with an ``image/png`` per explorer, and in the
@@ -136,6 +138,7 @@ class DomScan(HTMLParser):
         self.img_srcs: list[str] = []
         self.mjx_containers = 0
         self.mjx_errors = 0
+        self.stderr_outputs = 0
         self.widget_output_images = 0
         self._open: list[bool] = []        # for each open element: is it a widget output?
         self._in_head = False
@@ -147,6 +150,8 @@ class DomScan(HTMLParser):
             self._open.append("widget-output" in values.get("class", "").split())
         if tag == "img" and any(self._open):
             self.widget_output_images += 1
+        if {"output", "stderr"} <= set(values.get("class", "").split()):
+            self.stderr_outputs += 1
         if tag == "head":
             self._in_head = True
         elif tag == "title" and self._in_head and not self.title:
@@ -374,6 +379,9 @@ def check_page(site: Path, base_url: str, page: Path, source: Path, out_dir: Pat
                                " (offline? use --mathjax DIR)")
     if scan.mjx_errors:
         report.failures.append(f"{scan.mjx_errors} MathJax error(s) (mjx-merror)")
+    if scan.stderr_outputs:
+        report.failures.append(f"{scan.stderr_outputs} cell output(s) on stderr (a warning or "
+                               "error printed on the page)")
     if has_plots and report.figures == 0:
         report.failures.append("the source plots but the page has no figure")
     explorers = count_explorers(source.read_text(encoding="utf-8"))

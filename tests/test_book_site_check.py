@@ -41,3 +41,11 @@ def test_images_inside_widget_outputs_are_counted():
     scan.feed('<div class="jupyter-widgets widget-output"><div><img src="data:x"><br>'
               '</div></div><p><img src="y"></p>')
     assert scan.widget_output_images == 1
+
+
+def test_stderr_outputs_are_counted():
+    scan = check_site.DomScan()
+    scan.feed('<div class="output stderr highlight-myst-ansi notranslate"><pre>UserWarning'
+              '</pre></div><div class="output stream highlight-myst-ansi"><pre>ok</pre></div>'
+              '<p class="stderr-note">text</p>')
+    assert scan.stderr_outputs == 1

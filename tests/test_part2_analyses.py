@@ -179,3 +179,22 @@ def test_real_world_claims_and_an_hd_variant_on_the_validation_loss():
     c = ex.real_world_claims(r)[s["tasks"][0]["name"]]
     assert c["best_fixed"] in FIXED_SCHEDULES
     assert c["v_par"] == ex.UNDECIDED                                   # one seed: no noise
+
+
+def test_analyses_take_tensors_as_well_as_lists_without_a_warning():
+    """A chapter passes schedules as lists or tensors (e.g. a centred mean); a warning would be
+    printed on the page."""
+    import warnings
+
+    import torch
+
+    lr = [0.1 + 0.01 * (t % 7) for t in range(60)]
+    as_t = torch.tensor(lr, dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ex.normalised_distance(lr, ex.centred_mean(lr, 5)) == pytest.approx(
+            ex.normalised_distance(lr, ex.centred_mean(lr, 5).tolist()), rel=1e-12)
+        assert ex.linger(as_t) == pytest.approx(ex.linger(lr), rel=1e-6)
+        assert ex.roughness(as_t, 0.3)["mean"] == pytest.approx(ex.roughness(lr, 0.3)["mean"],
+                                                                 rel=1e-6)
+        assert ex.hypergradient_agreement(as_t, lr)["cosine"] == pytest.approx(1.0, rel=1e-6)

@@ -10,7 +10,7 @@ __all__ = ['hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plu
 
 
 def _cosine(a: list[float], b: list[float]) -> float | None:
-    x, y = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
+    x, y = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
     n = x.norm() * y.norm()
     return float(x @ y / n) if n > 0 else None
 
@@ -25,8 +25,8 @@ def hypergradient_agreement(estimate: list[float], exact: list[float], start: in
     ``cosine_trim``: the cosine without the last tenth of the steps, whose exact hypergradient
     (set by the last few updates alone) is often far larger than the rest and would dominate.
     """
-    d = torch.tensor(estimate[start:], dtype=torch.float64)
-    g = torch.tensor(exact[start:len(estimate)], dtype=torch.float64)
+    d = torch.as_tensor(estimate[start:], dtype=torch.float64)
+    g = torch.as_tensor(exact[start:len(estimate)], dtype=torch.float64)
     both = (d != 0) & (g != 0)
     sign = float((torch.sign(d[both]) == torch.sign(g[both])).double().mean()) if both.any() else None
     keep = len(d) - len(exact) // 10
@@ -153,8 +153,8 @@ def _acc(run: dict) -> float:
 def normalised_distance(a, b) -> float:
     """RMS difference of two schedules, each divided by its mean (their shapes, not scales);
     ``nan`` when a schedule is all zero."""
-    x = torch.tensor(a, dtype=torch.float64)
-    y = torch.tensor(b, dtype=torch.float64)
+    x = torch.as_tensor(a, dtype=torch.float64)
+    y = torch.as_tensor(b, dtype=torch.float64)
     if x.mean() <= 0 or y.mean() <= 0:
         return float("nan")
     return float(((x / x.mean() - y / y.mean()) ** 2).mean().sqrt())
@@ -163,7 +163,7 @@ def normalised_distance(a, b) -> float:
 def linger(lr) -> float:
     """How much a schedule lingers: the mean of its last tenth over its maximum (1 = it never
     came down from its peak, 0 = it ends at zero)."""
-    x = torch.tensor(lr, dtype=torch.float64)
+    x = torch.as_tensor(lr, dtype=torch.float64)
     peak = float(x.max())
     return float(x[-max(1, len(x) // 10):].mean()) / peak if peak > 0 else float("nan")
 
@@ -184,7 +184,7 @@ def roughness(lr, max_lr: float, window: int = 25) -> dict:
     mean ``|η_{t+1} - η_t|``; ``mean``, the mean ``η_t``; ``residual_sd``, the standard
     deviation of ``η_t`` around its centred mean over ``window`` steps (narrower at the ends);
     ``at_bound``, the fraction of steps at ``0`` or at ``max_lr`` (to 1e-6)."""
-    x = torch.tensor(lr, dtype=torch.float64)
+    x = torch.as_tensor(lr, dtype=torch.float64)
     n, smooth = len(x), centred_mean(x, window)
     return {"step_change": float((x[1:] - x[:-1]).abs().mean()) if n > 1 else 0.0,
             "mean": float(x.mean()), "residual_sd": float((x - smooth).pow(2).mean().sqrt()),
