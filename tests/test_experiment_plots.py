@@ -100,6 +100,29 @@ def test_schedules_figure(mnist_tiny):
     np.testing.assert_allclose(hd_line.get_ydata(), hd["lr"])
 
 
+def test_schedules_figure_keeps_the_scale_of_the_runs_that_trained():
+    """A diverged run that shoots up leaves the plot instead of squashing the others."""
+    T = 50
+
+    def run(lr, diverged=False):
+        return {"lr": lr, "diverged": diverged}
+
+    res = {"lrs_opt": {"0": {"lrs": [0.2] * T}},
+           "online": {"hd": {"0.01": {"0": run([0.1] * T)}},
+                      "rtho": {"0.01": {"0": run([0.05 * t for t in range(T)][:30], True)}},
+                      "marthe": {"0.01": {"0": run([0.21] * 10, True)}}}}
+    betas = {"hd": 0.01, "rtho": 0.01, "marthe": 0.01}
+    fig = xp.schedules_figure(res, 0, betas)
+    (ax,) = fig.axes
+    assert ax.get_ylim() == pytest.approx((-0.03 * 0.22, 0.22))   # 1.1 × the kept 0.2, 0.1
+    labels = _labels(fig)
+    assert labels[2].endswith("(diverged, leaves the plot)")       # reaches 1.45
+    assert labels[3].endswith("(diverged)") and "leaves" not in labels[3]   # 0.21 < 0.22
+    # nothing diverged: matplotlib's own scale
+    fig2 = xp.schedules_figure(res, 0, {"hd": 0.01})
+    assert fig2.axes[0].get_ylim()[1] < 0.22 and not any("diverged" in x for x in _labels(fig2))
+
+
 def test_accuracy_vs_beta_figure(mnist_tiny):
     summary = ex.summarize_online(mnist_tiny, threshold=0.0)
     fig = xp.accuracy_vs_beta_figure(summary, fixed_acc=0.5, lrs_opt_acc=0.6)

@@ -134,14 +134,21 @@ def schedules_figure(result: dict, seed: str | int, betas: dict[str, float],
     if lo is not None:
         _plot_schedule(ax, lo["lrs"], smooth, color=color("lrs-opt"), lw=2.4, zorder=5,
                        label="LRS-OPT" + (f" ({smooth}-step mean)" if smooth > 1 else ""))
-    for method, beta in betas.items():
-        if beta is None:
-            continue
-        run = result["online"][method][f"{beta:g}"][seed]
-        style = dict(ls=":" if run["diverged"] else "-")
-        ax.plot(run["lr"], color=color(method), lw=1.5, **style,
-                label=f"{label(method)}, β = {sci(beta)}"
-                + (" (diverged)" if run["diverged"] else ""))
+    runs = {m: result["online"][m][f"{b:g}"][seed] for m, b in betas.items() if b is not None}
+    # the scale is set by the schedules that trained: a diverged run's last steps leave it
+    kept = [r["lr"] for r in runs.values() if not r["diverged"]]
+    kept += [lo["lrs"]] if lo is not None else []
+    top = 1.1 * max((max(x, default=0.0) for x in kept), default=0.0)
+    clipped = False
+    for method, run in runs.items():
+        off = run["diverged"] and top > 0 and max(run["lr"], default=0.0) > top
+        clipped |= off
+        ax.plot(run["lr"], color=color(method), lw=1.5, ls=":" if run["diverged"] else "-",
+                label=f"{label(method)}, β = {sci(betas[method])}"
+                + (" (diverged, leaves the plot)" if off else
+                   " (diverged)" if run["diverged"] else ""))
+    if clipped:
+        ax.set_ylim(-0.03 * top, top)
     ax.set(xlabel="step $t$", ylabel=r"learning rate $\eta_t$",
            title=f"Online schedules against LRS-OPT (seed {seed})")
     _legend_below(fig, ax, ncol=2)
