@@ -98,7 +98,8 @@ def test_schedule_measures():
 def mnist_tiny():
     if not HAS_MNIST:
         pytest.skip("MNIST files not found in $HYPERGRAD_DATA")
-    return run_mnist_tiny(**{"online.seeds": [0, 1], "lrs_opt.seeds": [0, 1]})
+    return run_mnist_tiny(**{"online.seeds": [0, 1], "lrs_opt.seeds": [0, 1],
+                             "quality.replay_mus": [0.0, 0.5, "auto"]})
 
 
 @needs_mnist
@@ -143,6 +144,42 @@ def test_mnist_claims_on_a_tiny_run(mnist_tiny):
     # with the two seeds of this run, the seed spread decides; with a tiny LRS-OPT (2
     # iterations) the shape of the optimised schedule is never read
     assert c["lrs"]["v_start"] == ex.UNDECIDED
+
+
+@needs_mnist
+def test_the_quality_claim_reads_the_quality_unit(mnist_tiny):
+    q = ex.mnist_claims(mnist_tiny)["quality"]
+    seed, unit = next(iter(mnist_tiny["quality"].items()))
+    est = unit["replay"]["estimates"]
+    assert q["seed"] == seed and q["sign_hd"] == est["0"]["sign"]
+    assert q["best_long"] in est and q["best_long"] not in ("0", "auto")
+    assert q["sign_long"] == max(e["sign"] for k, e in est.items() if k not in ("0", "auto"))
+    assert q["v"] in (ex.HOLDS, ex.FAILS, ex.UNDECIDED) and q["why"] is None
+
+
+def _with_signs(res, signs, steps):
+    """``res`` with its quality unit's replayed sign agreements replaced by ``signs``."""
+    seed, unit = next(iter(res["quality"].items()))
+    est = {k: {"sign": v, "steps": steps} for k, v in signs.items()}
+    return {**res, "quality": {seed: {**unit, "replay": {**unit["replay"], "estimates": est}}}}
+
+
+@needs_mnist
+def test_the_quality_claim_rule(mnist_tiny):
+    """Twice the standard error of a difference of two proportions, computed by hand:
+    with p = 0.6 and 0.5 over 100 steps it is 2·sqrt((0.24 + 0.25)/100) = 0.14."""
+    def v(signs, steps=100):
+        return ex.mnist_claims(_with_signs(mnist_tiny, signs, steps))["quality"]
+
+    q = v({"0": 0.5, "0.5": 0.6, "0.9": 0.55, "auto": 0.99})
+    assert q["best_long"] == "0.5" and q["noise"] == pytest.approx(0.14, rel=1e-12)
+    assert q["v"] == ex.UNDECIDED                       # 0.10 < 0.14
+    assert v({"0": 0.5, "0.5": 0.6}, steps=400)["v"] == ex.HOLDS     # 0.10 > 0.07
+    assert v({"0": 0.6, "0.5": 0.5}, steps=400)["v"] == ex.FAILS
+    q = v({"0": 0.5, "auto": 0.9})                                  # no fixed μ > 0
+    assert q["v"] == ex.UNDECIDED and "no fixed μ > 0" in q["why"]
+    no_unit = ex.mnist_claims({**mnist_tiny, "quality": {}})["quality"]
+    assert no_unit["v"] == ex.UNDECIDED and no_unit["why"] == "no quality unit is complete"
 
 
 @needs_mnist
