@@ -145,6 +145,27 @@ def test_mnist_schedules_tiny(mnist_tiny):
     assert low["kept"][0] == sum(not x["diverged"] for x in r["online"]["hd"]["0.001"].values())
 
 
+def test_the_best_beta_counts_diverged_runs_as_zero():
+    """A β at which most runs diverge is not a method's best on the strength of the few that
+    trained: the figure's mean (kept runs) prefers β = 0.1, the expected accuracy β = 0.01."""
+    def run(acc):
+        return {"diverged": acc is None, "val_acc": acc}
+
+    result = {"settings": {"accuracy_threshold": 0.5}, "online": {"m": {
+        "0.1": {"0": run(0.97), "1": run(None), "2": run(None)},        # kept mean 0.97
+        "0.01": {"0": run(0.93), "1": run(0.92), "2": run(0.91)},      # kept mean 0.92
+        "0.001": {"0": run(0.2), "1": run(0.3), "2": run(0.1)},        # all below 0.5
+    }}}
+    rows = ex.summarize_online(result)["methods"]["m"]
+    assert rows["mean"][:2] == [pytest.approx(0.97), pytest.approx(0.92)]
+    assert rows["mean"][2] is None and rows["kept"] == [1, 3, 0]
+    assert rows["expected"] == [pytest.approx(0.97 / 3), pytest.approx(0.92),
+                                pytest.approx(0.2)]
+    assert ex.summarize_online(result)["best"] == {"m": 0.01}
+    # with every run below the threshold there is no best β
+    assert ex.summarize_online(result, threshold=0.99)["best"] == {"m": None}
+
+
 @needs_mnist
 def test_quality_exact_is_the_hypergradient_of_the_recorded_schedule(mnist_tiny):
     """``exact`` is ∂f_T/∂η_t of the schedule the run produced, on the seed's own batches."""

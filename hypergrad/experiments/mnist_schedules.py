@@ -295,7 +295,7 @@ def run_mnist_schedules(s: dict, out_dir: str | os.PathLike | None = None, devic
       ``hypergradient`` = ``Δ_t``, final metrics, ``diverged``); for ``"marthe"`` (adaptive
       ``β``) ``κ`` is chosen per run by the step-size selection procedure of Section 4;
     * ``quality[seed]``: ``own[method]`` — Δ_t of each method's run at ``quality.beta`` (by
-      default ``"best"``: the ``β`` of the best mean accuracy, in ``quality_betas``) and the
+      default ``"best"``: the best ``β`` of :func:`summarize_online`, in ``quality_betas``) and the
       exact ``∂f_T/∂η_t`` of the schedule that run produced, along the same trajectory;
       ``replay`` — the exact hypergradient along the fixed-η trajectory and ``Δ_t`` of each
       ``μ`` in ``replay_mus`` along that same trajectory (``β = 0``);
@@ -525,14 +525,18 @@ def summarize_online(result: dict, threshold: float | None = None) -> dict:
 
     A run is discarded when it diverged or when its final validation accuracy is below
     ``threshold`` (default: the settings' ``accuracy_threshold``), as in Figure 2 (right).
-    Returns ``{"methods": {method: {"betas", "mean", "std", "kept", "runs"}}, "best":
-    {method: β with the best mean}, "threshold"}`` (``mean``/``std`` ``None`` where every run
-    was discarded; ``best`` ``None`` where every ``β`` was).
+    Returns ``{"methods": {method: {"betas", "mean", "std", "kept", "runs", "expected"}},
+    "best": {method: β}, "threshold"}``. ``mean``/``std`` are over the kept runs (``None``
+    where every run was discarded). ``expected`` is the mean accuracy over every run, a
+    diverged one counting 0: the accuracy that :func:`mnist_claims` compares between methods.
+    A method's ``best`` ``β`` is the one of the highest ``expected`` accuracy among the ``β``
+    with a kept run (``None`` where there is none), so that a ``β`` at which most runs diverge
+    is not a method's best on the strength of the few that trained.
     """
     thr = result["settings"]["accuracy_threshold"] if threshold is None else threshold
     out, best = {}, {}
     for method, by_beta in result["online"].items():
-        rows = {"betas": [], "mean": [], "std": [], "kept": [], "runs": []}
+        rows = {"betas": [], "mean": [], "std": [], "kept": [], "runs": [], "expected": []}
         for beta, runs in by_beta.items():
             accs = [r["val_acc"] for r in runs.values()
                     if not r["diverged"] and r["val_acc"] is not None and r["val_acc"] >= thr]
@@ -542,9 +546,11 @@ def summarize_online(result: dict, threshold: float | None = None) -> dict:
             rows["std"].append(float(x.std(unbiased=False)) if accs else None)
             rows["kept"].append(len(accs))
             rows["runs"].append(len(runs))
-        means = [(m if m is not None else -1.0) for m in rows["mean"]]
-        best[method] = rows["betas"][max(range(len(means)), key=means.__getitem__)] if any(
-            m is not None for m in rows["mean"]) else None
+            rows["expected"].append(sum(_acc(r) for r in runs.values()) / len(runs)
+                                    if runs else None)
+        candidates = [i for i, k in enumerate(rows["kept"]) if k]
+        best[method] = (rows["betas"][max(candidates, key=rows["expected"].__getitem__)]
+                        if candidates else None)
         out[method] = rows
     return {"methods": out, "best": best, "threshold": thr}
 
@@ -626,8 +632,11 @@ def mnist_claims(res: dict) -> dict:
                  "n": len(signs), "v": combine(signs)}
 
     # -- C4: adapting μ helps further (each at its best β, paired per seed)
-    fixed_best = max((m for m in mu_methods if best[m] is not None),
-                     key=lambda m: max(a for a in summary["methods"][m]["mean"] if a is not None),
+    def expected_at_best(m):
+        rows = summary["methods"][m]
+        return rows["expected"][rows["betas"].index(best[m])]
+
+    fixed_best = max((m for m in mu_methods if best[m] is not None), key=expected_at_best,
                      default=None)
     if best.get("marthe-auto-mu") is not None and fixed_best is not None:
         c4 = compare([_acc(at_best("marthe-auto-mu")[k]) - _acc(at_best(fixed_best)[k])
@@ -645,8 +654,7 @@ def mnist_claims(res: dict) -> dict:
     c5 = {m: compare([ranges[m][i] - ranges["marthe"][i] for i in range(len(on_seeds))])
           for m in methods if m != "marthe"}
     others = [m for m in methods if m != "marthe" and best[m] is not None]
-    best_other = max(others, key=lambda m: max(a for a in summary["methods"][m]["mean"]
-                                               if a is not None), default=None)
+    best_other = max(others, key=expected_at_best, default=None)
     c5b = compare([_acc(at_best("marthe")[k]) - _acc(at_best(best_other)[k]) for k in on_seeds]
                   ) if best["marthe"] is not None and best_other else compare([])
     out["c5"] = {"ranges": ranges, "cmp": c5, "v": combine(c["sign"] for c in c5.values()),
