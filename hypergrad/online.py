@@ -242,6 +242,10 @@ class Marthe(_Tuner):
         beta: the hyper-learning rate ``β_0 ≥ 0``.
         mu: the discount ``μ ∈ [0, 1]`` (fixed), or ``"auto"`` (Eq. 10, Appendix A).
         kappa: ``None`` keeps ``β`` fixed; a number ``κ ≥ 0`` adapts it (Section 4).
+        clip: ``None`` (the paper), or a number ``c > 0``: ``Δ_t`` is clipped to ``[−c, c]``
+            before it moves ``η``, ``β`` and ``μ``, as the authors' TensorFlow release does
+            (``c = 100`` there: ``clip_value`` of ``Marthe.compute_gradients`` in
+            ``lucfra/Marthe-TF``, ``marthe/marthe_alg.py``).
 
     All numbers must be finite. The step runs on the weights' device with tensor operations
     only (no host synchronisation) unless asked to check (``step(..., check=True)``, the
@@ -253,9 +257,11 @@ class Marthe(_Tuner):
     beta: float
     mu: float | str
     kappa: float | None
+    clip: float | None
 
     def __init__(self, dyn: Dynamics, lr: float = 0.01, beta: float = 1e-4,
-                 mu: float | str = "auto", kappa: float | None = None):
+                 mu: float | str = "auto", kappa: float | None = None,
+                 clip: float | None = None):
         set_ = object.__setattr__
         set_(self, "dyn", dyn)
         set_(self, "lr", _check_number("lr", lr))
@@ -264,6 +270,9 @@ class Marthe(_Tuner):
             mu = _check_number("mu", mu, 0.0, 1.0)
         set_(self, "mu", mu)
         set_(self, "kappa", None if kappa is None else _check_number("kappa", kappa))
+        if clip is not None and _check_number("clip", clip) == 0:
+            raise ValueError("clip must be a finite number > 0 (or None), got 0")
+        set_(self, "clip", None if clip is None else float(clip))
 
     @property
     def adaptive_mu(self) -> bool:
@@ -327,6 +336,8 @@ class Marthe(_Tuner):
         #    and p_t = gᵀ θ(B_{t-1}) for the adaptive μ (step 3)
         value, g = objective_value_and_grad(objective, state)
         delta = _scalar(tree_dot(g, Z["params"]), like)
+        if self.clip is not None:            # the authors' release clips Δ_t at ±100
+            delta = torch.clamp(delta, -self.clip, self.clip)
         p = _scalar(tree_dot(g, ostate.B_prev), like) if self.adaptive_mu and t >= 1 else None
         # 2.–3. β_t, η_t, μ_t, ρ_t
         lr, beta, mu, rho = self._hyper_update(ostate, delta, p)
@@ -381,16 +392,16 @@ class HD(Marthe):
     """
 
     def __init__(self, dyn: Dynamics, lr: float = 0.01, beta: float = 1e-4,
-                 kappa: float | None = None):
-        super().__init__(dyn, lr, beta, mu=0.0, kappa=kappa)
+                 kappa: float | None = None, clip: float | None = None):
+        super().__init__(dyn, lr, beta, mu=0.0, kappa=kappa, clip=clip)
 
 
 class RTHO(Marthe):
     """Real-time hyperparameter optimisation (Franceschi et al., 2017): :class:`Marthe` with ``μ = 1``."""
 
     def __init__(self, dyn: Dynamics, lr: float = 0.01, beta: float = 1e-4,
-                 kappa: float | None = None):
-        super().__init__(dyn, lr, beta, mu=1.0, kappa=kappa)
+                 kappa: float | None = None, clip: float | None = None):
+        super().__init__(dyn, lr, beta, mu=1.0, kappa=kappa, clip=clip)
 
 
 @dataclass(frozen=True)

@@ -219,6 +219,30 @@ def test_adaptive_beta_rule():
     assert len({float(i.beta) for i in infos}) > 3
 
 
+def test_clip_bounds_the_hypergradient_as_the_authors_release_does():
+    """``clip=c``: Δ_t = clip(∇E(w_t)ᵀθ(Z_t), −c, c) moves η, β and μ; without it Δ_t is the
+    plain product (the run with a clip under every |Δ_t| is the same run)."""
+    dyn, lr, params, batches, objective, _ = _setup("sgd")
+    kw = dict(lr=lr, beta=1e-2, mu="auto", kappa=0.5)
+    free = _run(hg.Marthe(dyn, **kw), params, batches, objective, T)[1]
+    top = max(abs(float(i.hypergradient)) for i in free)
+    assert _run(hg.Marthe(dyn, **kw, clip=2 * top), params, batches, objective, T)[1] == free
+    c = top / 4
+    clipped = _run(hg.Marthe(dyn, **kw, clip=c), params, batches, objective, T)[1]
+    deltas = [float(i.hypergradient) for i in clipped]
+    assert max(abs(d) for d in deltas) == pytest.approx(c, rel=1e-15)
+    assert any(abs(d) < c for d in deltas[1:])         # not every step at the bound
+    beta, eta = 1e-2, lr
+    for prev, cur in zip(clipped, clipped[1:], strict=False):
+        beta = max(beta + 0.5 * float(cur.hypergradient) * float(prev.hypergradient), 0.0)
+        eta = max(eta - beta * float(cur.hypergradient), 0.0)
+        assert float(cur.beta) == pytest.approx(beta, rel=1e-12)
+        assert float(cur.lr) == pytest.approx(eta, rel=1e-12)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="clip"):
+            hg.Marthe(dyn, **kw, clip=bad)
+
+
 def test_lr_is_clamped_at_zero():
     dyn, lr, params, batches, objective, _ = _setup("sgd")
     infos = _run(hg.HD(dyn, lr, beta=100.0), params, batches, objective, T)[1]

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from hypergrad.experiments.mnist_schedules import run_mnist_schedules
+from hypergrad.experiments.protocol import run_mnist_protocol
 from hypergrad.experiments.parallel import PARALLEL, choose_population, run_in_workers, usable_cores
 from hypergrad.experiments.real_world import run_real_world
 from hypergrad.experiments.sensitivity import run_sensitivity
@@ -24,7 +25,8 @@ __all__ = ['RUNNERS', 'run', 'load_or_run', 'main']
 
 
 # =========================================================================== files and CLI
-RUNNERS = {"mnist-schedules": run_mnist_schedules, "real-world": run_real_world,
+RUNNERS = {"mnist-schedules": run_mnist_schedules, "mnist-protocol": run_mnist_protocol,
+           "real-world": run_real_world,
            "sensitivity": run_sensitivity}
 
 

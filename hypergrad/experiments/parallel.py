@@ -24,14 +24,15 @@ from pathlib import Path
 
 import torch
 
-from hypergrad.experiments import mnist_schedules, sensitivity
+from hypergrad.experiments import mnist_schedules, protocol, sensitivity
 from hypergrad.experiments.store import Unit, UnitStore, _bar, _jsonable, compute_batched
 
 __all__ = ["PARALLEL", "usable_cores", "pending_units", "choose_population", "run_in_workers"]
 
 #: The experiments whose long units run in workers, by name, each with the module that has
 #: its ``plan_units``, ``compute_unit`` and ``finish_unit``.
-PARALLEL = {"mnist-schedules": mnist_schedules, "sensitivity": sensitivity}
+PARALLEL = {"mnist-schedules": mnist_schedules, "mnist-protocol": protocol,
+            "sensitivity": sensitivity}
 
 
 def usable_cores() -> int:

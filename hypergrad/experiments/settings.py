@@ -7,7 +7,7 @@ import copy
 __all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings']
 
 
-EXPERIMENTS = ("mnist-schedules", "real-world", "sensitivity")
+EXPERIMENTS = ("mnist-schedules", "mnist-protocol", "real-world", "sensitivity")
 
 
 SCALES = ("tiny", "quick", "paper")
@@ -74,6 +74,58 @@ def _mnist_schedules_settings(scale: str) -> dict:
     tiny["lrs_opt"].update(seeds=[0], iterations=2)
     tiny["quality"].update(replay_mus=[0.0, "auto"])
     tiny["noise"].update(draws=3, window=3)
+    return tiny
+
+
+def _mnist_protocol_settings(scale: str) -> dict:
+    """Section 5's task with the book's choices varied one at a time (see
+    :mod:`hypergrad.experiments.protocol`)."""
+    sec5 = _mnist_schedules_settings(scale)
+    task = {k: sec5[k] for k in ("n_train", "n_val", "data_seed", "sizes", "batch_size", "T",
+                                 "max_loss_ratio", "lr0")}
+    paper = {
+        "experiment": "mnist-protocol", "scale": "paper", **task,
+        "seeds": list(range(20)),
+        "families": ["authors", "extend", "mu0.999", "eta0", "valbatch"],
+        # MARTHE as the authors' TensorFlow release runs it (lucfra/Marthe-TF,
+        # marthe/marthe_alg.py): β_0 = 1e-8, the user sets κ (the release's `beta`, "good
+        # values … between 1.e-15 and 1.e-6"), Δ_t clipped at ±100 (`clip_value=100.`)
+        "authors": {"beta0": 1e-8, "clips": [100.0, None],
+                    "kappas": [1e-13, 1e-12, 1e-11, 1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5]},
+        # Section 5's β grid extended past the edge where a method's best β lies there
+        "extend": {"hd": [3e-2, 1e-1], "marthe-mu0.5": [3e-2, 1e-1]},
+        # the authors' MNIST grid (marthe/mnist_comparison.py) has μ = 0.999
+        "mu0.999": {"betas": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]},
+        # each method's best β at η_0 = 0 (Section 5, 20 seeds) and its two grid neighbours
+        "eta0": {"lr0": 0.1, "betas": {
+            "hd": [3e-3, 1e-2, 3e-2], "rtho": [1e-5, 3e-5, 1e-4],
+            "marthe-mu0.5": [3e-3, 1e-2, 3e-2], "marthe-mu0.9": [1e-4, 3e-4, 1e-3],
+            "marthe-mu0.99": [3e-5, 1e-4, 3e-4], "marthe-auto-mu": [1e-4, 3e-4, 1e-3]}},
+        # E on a validation minibatch of the training batch's size, drawn at every step, as
+        # the release's validation supplier does (its batch size is the training one's)
+        "valbatch": {"size": 100, "betas": {
+            "hd": [3e-3, 1e-2, 3e-2], "rtho": [1e-5, 3e-5, 1e-4],
+            "marthe-mu0.5": [3e-3, 1e-2, 3e-2], "marthe-mu0.9": [1e-4, 3e-4, 1e-3],
+            "marthe-mu0.99": [3e-5, 1e-4, 3e-4], "marthe-auto-mu": [1e-4, 3e-4, 1e-3]}},
+    }
+    if scale == "paper":
+        return paper
+    small = {"hd": [1e-3, 1e-2], "marthe-mu0.99": [1e-4, 1e-3]}
+    quick = copy.deepcopy(paper)
+    quick.update(scale="quick", **task, seeds=[0, 1])
+    quick["authors"]["kappas"] = [1e-11, 1e-9, 1e-7, 1e-5]
+    quick["extend"] = {"hd": [3e-2]}
+    quick["mu0.999"]["betas"] = [1e-4, 1e-3]
+    quick["eta0"]["betas"] = copy.deepcopy(small)
+    quick["valbatch"]["betas"] = copy.deepcopy(small)
+    if scale == "quick":
+        return quick
+    tiny = copy.deepcopy(quick)
+    tiny.update(scale="tiny", **task, seeds=[0])
+    tiny["authors"]["kappas"] = [1e-9, 1e-5]
+    tiny["mu0.999"]["betas"] = [1e-3]
+    tiny["eta0"]["betas"] = {"hd": [1e-2]}
+    tiny["valbatch"].update(size=20, betas={"marthe-mu0.99": [1e-3]})
     return tiny
 
 
@@ -164,7 +216,8 @@ def settings(experiment: str, scale: str = "quick") -> dict:
     """
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
-    makers = {"mnist-schedules": _mnist_schedules_settings, "real-world": _real_world_settings,
+    makers = {"mnist-schedules": _mnist_schedules_settings,
+              "mnist-protocol": _mnist_protocol_settings, "real-world": _real_world_settings,
               "sensitivity": _sensitivity_settings}
     if experiment not in makers:
         raise ValueError(f"experiment must be one of {EXPERIMENTS}, got {experiment!r}")
