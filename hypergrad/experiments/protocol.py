@@ -65,11 +65,13 @@ def _authors(s: dict, clip, kappa: float, seed: int) -> Unit:
                 ("authors", clip, kappa, seed))
 
 
-def family_units(s: dict, family: str, seed: int) -> list[Unit]:
-    """The units of ``family`` for ``seed`` (see the module's docstring)."""
+def family_units(s: dict, family: str, seed: int, clip="all") -> list[Unit]:
+    """The units of ``family`` for ``seed`` (see the module's docstring); for ``authors``,
+    those of one ``clip`` (``"all"``: every clip of the settings)."""
     if family == "authors":
         a = s["authors"]
-        return [_authors(s, clip, float(k), seed) for clip in a["clips"] for k in a["kappas"]]
+        clips = a["clips"] if clip == "all" else [clip]
+        return [_authors(s, c, float(k), seed) for c in clips for k in a["kappas"]]
     if family == "extend":
         return [_online(s, family, m, float(b), seed, s["lr0"], None,
                         f"online_{m}_beta{float(b):g}_seed{seed}")
@@ -92,11 +94,14 @@ def family_units(s: dict, family: str, seed: int) -> list[Unit]:
 
 
 def plan_units(s: dict) -> list[Unit]:
-    """Every unit, family by family in the order of ``s["families"]`` and seed by seed within
-    a family, so that an interrupted sweep leaves whole seeds of the first families done.
-    No unit is batched: each is computed alone (its result is that of its settings alone)."""
-    return [u for family in s["families"] for seed in s["seeds"]
-            for u in family_units(s, family, seed)]
+    """Every unit, family by family in the order of ``s["families"]`` (the authors' runs
+    clip by clip, in the order of ``authors.clips``) and seed by seed within each, so that an
+    interrupted sweep leaves whole seeds of the first families done. No unit is batched: each
+    is computed alone (its result is that of its settings alone)."""
+    parts = [(f, c) for f in s["families"]
+             for c in (s["authors"]["clips"] if f == "authors" else ["all"])]
+    return [u for family, clip in parts for seed in s["seeds"]
+            for u in family_units(s, family, seed, clip)]
 
 
 def finish_unit(s: dict, unit: Unit, run: dict) -> dict:

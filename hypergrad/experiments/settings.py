@@ -91,7 +91,8 @@ def _mnist_protocol_settings(scale: str) -> dict:
         # marthe/marthe_alg.py): β_0 = 1e-8, the user sets κ (the release's `beta`, "good
         # values … between 1.e-15 and 1.e-6"), Δ_t clipped at ±100 (`clip_value=100.`)
         "authors": {"beta0": 1e-8, "clips": [100.0, None],
-                    "kappas": [1e-13, 1e-12, 1e-11, 1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5]},
+                    "kappas": [1e-12, 1e-11, 1e-10, 3e-10, 1e-9, 3e-9, 1e-8, 3e-8, 1e-7, 1e-6,
+                               1e-5]},
         # Section 5's β grid extended past the edge where a method's best β lies there
         "extend": {"hd": [3e-2, 1e-1], "marthe-mu0.5": [3e-2, 1e-1]},
         # the authors' MNIST grid (marthe/mnist_comparison.py) has μ = 0.999
