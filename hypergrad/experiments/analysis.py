@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -77,17 +78,27 @@ def md_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-#: Two-sided 95 % quantiles of Student's t by degrees of freedom (2.0 beyond 30).
+#: The rounded table that :func:`t975` read before it was exact (a dof between entries took the
+#: next smaller entry's, 2.0 beyond 30); no longer used by any rule, kept for comparisons.
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
          9: 2.262, 10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042}
 
 
-def t975(dof: int) -> float:
-    """The two-sided 95 % quantile of Student's t with ``dof`` degrees of freedom (a table;
-    for a ``dof`` between its entries, the next smaller entry's, i.e. the more cautious)."""
-    if dof < 1:
+def t975(dof: float) -> float:
+    """The two-sided 95 % quantile of Student's t with ``dof`` degrees of freedom, exact
+    (``scipy.stats.t.ppf(0.975, dof)``: 12.706 for one, 4.303 for two, 2.093 for 19, → 1.960):
+    ``inf`` below one degree of freedom, where there is no noise estimate."""
+    if not dof >= 1:                     # also NaN
         return math.inf
-    return _T975[max(k for k in _T975 if k <= dof)] if dof <= 30 else 2.0
+    return _t_ppf(0.975, float(dof))
+
+
+@functools.lru_cache(maxsize=1024)
+def _t_ppf(q: float, dof: float) -> float:
+    # imported on first use, so that importing the experiments stays light
+    from scipy.stats import t
+
+    return float(t.ppf(q, dof))
 
 
 def compare(diffs, reference=None) -> dict:
@@ -100,28 +111,31 @@ def compare(diffs, reference=None) -> dict:
     seeds ``t`` is 12.7: only a large effect on which both seeds agree counts, so that a
     verdict cannot flip on the run-to-run noise of float arithmetic. With fewer than two
     values per group the noise cannot be estimated and the answer is ``UNDECIDED``.
-    Returns ``{"mean", "se", "t", "n", "sign"}`` with ``sign`` +1 (above zero beyond noise),
-    −1 (below) or 0 (within noise, or undecidable).
+    Returns ``{"mean", "se", "t", "n", "sign", "lo", "hi"}`` with ``sign`` +1 (above zero
+    beyond noise), −1 (below) or 0 (within noise, or undecidable), and ``lo``, ``hi`` the 95 %
+    interval of the (mean) difference, ``mean ∓ t × se`` (NaN when undecidable). ``None`` and
+    non-finite values are dropped, and ``n`` counts the values of ``diffs`` that are left.
     """
     a = [float(x) for x in diffs if x is not None and math.isfinite(float(x))]
     groups = [a] if reference is None else [
         a, [float(x) for x in reference if x is not None and math.isfinite(float(x))]]
     if any(len(g) == 0 for g in groups):
         return {"mean": float("nan"), "se": float("nan"), "t": math.inf, "n": len(a),
-                "sign": UNDECIDED}
+                "sign": UNDECIDED, "lo": float("nan"), "hi": float("nan")}
     mean = sum(groups[0]) / len(groups[0]) - (
         sum(groups[1]) / len(groups[1]) if len(groups) > 1 else 0.0)
     if any(len(g) < 2 for g in groups):
         return {"mean": mean, "se": float("nan"), "t": math.inf, "n": len(a),
-                "sign": UNDECIDED}
+                "sign": UNDECIDED, "lo": float("nan"), "hi": float("nan")}
     var = 0.0
     for g in groups:
         m = sum(g) / len(g)
         var += sum((x - m) ** 2 for x in g) / (len(g) - 1) / len(g)
     se = math.sqrt(var)
     t = t975(min(len(g) for g in groups) - 1)
-    sign = HOLDS if mean - t * se > 0 else FAILS if mean + t * se < 0 else UNDECIDED
-    return {"mean": mean, "se": se, "t": t, "n": len(a), "sign": sign}
+    lo, hi = mean - t * se, mean + t * se
+    sign = HOLDS if lo > 0 else FAILS if hi < 0 else UNDECIDED
+    return {"mean": mean, "se": se, "t": t, "n": len(a), "sign": sign, "lo": lo, "hi": hi}
 
 
 def combine(signs) -> int:

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from hypergrad.experiments.mnist_schedules import run_mnist_schedules
-from hypergrad.experiments.protocol import run_mnist_protocol
 from hypergrad.experiments.parallel import PARALLEL, choose_population, run_in_workers, usable_cores
+from hypergrad.experiments.protocol import run_mnist_protocol
 from hypergrad.experiments.real_world import run_real_world
 from hypergrad.experiments.sensitivity import run_sensitivity
 from hypergrad.experiments.settings import EXPERIMENTS, SCALES, settings
