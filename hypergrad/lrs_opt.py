@@ -20,6 +20,15 @@ run continues exactly.
 ``w_0``, minibatches and starting schedules), with the ``N`` hypergradients of each iteration
 as one batched computation (:func:`~hypergrad.hypergradient.hypergradients`); every member
 equals its own :func:`lrs_opt` run.
+
+A reference schedule from noisy hypergradients (fresh minibatches per iteration) wanders around
+the optimum; :func:`lrs_opt` can also return the *average* of its projected iterates
+(``average_from``: Polyak–Ruppert tail averaging, ``η̄ = mean_{k ≥ k_0} η_{k+1}``) and record,
+every ``snapshot_every`` iterations, the current and the averaged schedule. The recorded
+schedules are then evaluated on fixed held-out draws of minibatches
+(:func:`heldout_objective`, :func:`trace_heldout`), paired across schedules, which shows
+whether ``f_T`` of the last and of the averaged schedule have stopped moving beyond the noise
+of the draws.
 """
 
 from __future__ import annotations
@@ -29,20 +38,20 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 
 from hypergrad import _checks
-from hypergrad.dynamics import DivergenceError, Dynamics, Params, State
-from hypergrad.hypergradient import check_schedule, hypergradient, hypergradients
+from hypergrad.dynamics import DivergenceError, Dynamics, Params, State, call_objective
+from hypergrad.hypergradient import check_schedule, hypergradient, hypergradients, unroll
 from hypergrad.io import atomic_write_json, run_metadata
 from hypergrad.population import stack_params
 
 __all__ = ["LrsOptResult", "lrs_opt", "lrs_opt_population", "OPTIMIZERS", "ResumeError",
-           "fingerprint"]
+           "fingerprint", "heldout_objective", "trace_heldout"]
 
 #: the outer optimisers and their options (with defaults)
 OPTIMIZERS = {
@@ -67,6 +76,18 @@ class LrsOptResult:
     ``optimizer_state`` is the outer optimiser's state (moments, step count) after the last
     iteration; ``batches_check`` fingerprints the minibatches of one iteration, so that a
     resumed run with ``batches`` given as a function can check that they are the same.
+
+    Iterate averaging (``average_from = k_0``, ``None`` without): ``averaged`` is the mean of
+    the projected schedules ``η_{k+1} = Π(η_k − γ d_k)`` of the iterations ``k ≥ k_0`` (the
+    schedule after each such step), ``averaged_count`` how many; ``None`` and 0 before the
+    first. It is kept as a running mean in float64 (``m ← m + (η − m)/n``), saved exactly, so
+    that a resumed run continues it bit for bit. After a divergence the diverged schedule is
+    taken out of it again (to rounding), as ``lrs`` falls back to the previous schedule.
+
+    Snapshots (``snapshot_every = k``, ``None`` without): ``snapshots`` lists, after every
+    ``k``-th iteration, ``{"iteration": n, "lrs": η_n, "averaged": η̄ or None}`` with the
+    learning rates rounded to float32 precision (the fewest digits that read back as the same
+    float32, as the experiments' traces), for :func:`trace_heldout`.
     """
 
     lrs: list[float]
@@ -78,9 +99,18 @@ class LrsOptResult:
     diverged: dict | None = None
     optimizer_state: dict | None = None
     batches_check: dict | None = None
+    average_from: int | None = None
+    averaged: list[float] | None = None
+    averaged_count: int = 0
+    snapshot_every: int | None = None
+    snapshots: list[dict] | None = None
 
     def schedule(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         return torch.tensor(self.lrs, dtype=dtype)
+
+    def averaged_schedule(self, dtype: torch.dtype = torch.float64) -> torch.Tensor | None:
+        """The averaged schedule ``η̄`` as a tensor (``None`` when nothing was averaged)."""
+        return None if self.averaged is None else torch.tensor(self.averaged, dtype=dtype)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LrsOptResult:
@@ -121,6 +151,29 @@ class LrsOptResult:
         for key in ("settings", "meta"):
             if not isinstance(data.get(key, {}), dict):
                 raise bad(f"{key} is not an object")
+        T = len(data["lrs"])
+
+        def count(v, least=0):
+            return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+        k0, n_avg, avg = data.get("average_from"), data.get("averaged_count", 0), data.get("averaged")
+        if not (k0 is None or count(k0)):
+            raise bad(f"average_from={k0!r} is not an iteration index")
+        if not count(n_avg) or n_avg > it:
+            raise bad(f"averaged_count={n_avg!r} is not a count of at most {it} iterates")
+        if (avg is None) != (n_avg == 0) or (avg is not None and (
+                not numbers(avg) or len(avg) != T)):
+            raise bad(f"averaged is not the mean of {n_avg} schedules of {T} entries")
+        every, snaps = data.get("snapshot_every"), data.get("snapshots")
+        if not (every is None or count(every, 1)):
+            raise bad(f"snapshot_every={every!r} is not an integer >= 1")
+        if snaps is not None and not (isinstance(snaps, list) and all(
+                isinstance(x, dict) and set(x) == {"iteration", "lrs", "averaged"}
+                and count(x["iteration"], 1) and isinstance(x["lrs"], list)
+                and len(x["lrs"]) == T and (x["averaged"] is None or (
+                    isinstance(x["averaged"], list) and len(x["averaged"]) == T))
+                for x in snaps)):
+            raise bad("snapshots is not a list of {iteration, lrs, averaged}")
         return cls(**data)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -239,6 +292,7 @@ def lrs_opt(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Sequence[
             objective: Callable, iterations: int, step_size: float, *,
             max_lr: float | None = None, optimizer: str = "pgd",
             optimizer_options: dict | None = None, checkpoint_every: int | None = None,
+            average_from: int | None = None, snapshot_every: int | None = None,
             save_path: str | os.PathLike | None = None, save_every: int = 10,
             progress: bool = True, callback: Callable | None = None,
             settings: dict | None = None) -> LrsOptResult:
@@ -259,11 +313,27 @@ def lrs_opt(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Sequence[
         optimizer: ``"pgd"`` (the paper's, default), ``"nesterov"`` or ``"adam"``.
         optimizer_options: ``{"momentum"}`` for Nesterov; ``{"beta1", "beta2", "eps"}`` for
             Adam (defaults in :data:`OPTIMIZERS`).
+        checkpoint_every: the reverse mode's segment length (default ``⌈√T⌉``).
+        average_from: iterate averaging (Polyak–Ruppert): the result's ``averaged`` is the
+            mean of the projected schedules after the iterations ``k ≥ average_from``
+            (``iterations // 2``: the last half of the iterates); ``None`` (default): none.
+            With ``average_from ≥ iterations`` nothing is averaged (``averaged`` is ``None``).
+        snapshot_every: record the schedule and the averaged one after every
+            ``snapshot_every``-th iteration in the result's ``snapshots`` (float32 precision),
+            to be evaluated on fixed held-out draws with :func:`trace_heldout`; ``None``
+            (default): no snapshots.
         save_path: JSON file; saved every ``save_every`` iterations (atomically) and at the
-            end, with the optimiser's state. If it exists, the run *resumes* from it — only if
-            it is the same run: same ``T``, step size, cap, optimiser, dynamics, model (names
-            and shapes), initial weights, initial schedule and minibatches; anything else is a
-            :class:`ResumeError` naming the difference (so is a truncated or foreign file).
+            end, with the optimiser's state, the running average and the snapshots. If it
+            exists, the run *resumes* from it — only if it is the same run: same ``T``, step
+            size, cap, optimiser, dynamics, model (names and shapes), initial weights, initial
+            schedule and minibatches; anything else is a :class:`ResumeError` naming the
+            difference (so is a truncated or foreign file). ``average_from`` and
+            ``snapshot_every`` may differ from the file's only where that loses nothing and
+            needs nothing it lacks: a file saved after ``n`` iterations without averaging
+            (or one saved before averaging began) resumes with ``average_from ≥ n``; otherwise
+            the iterates to average are not in it, a :class:`ResumeError` naming
+            ``average_from`` (likewise ``snapshot_every``: the snapshots the new cadence
+            needs up to ``n`` must be exactly those saved).
         callback: ``callback(iteration, lrs, value, grad)`` after each iteration.
         settings: extra settings saved with the result; a resumed file must match all of them.
 
@@ -274,6 +344,8 @@ def lrs_opt(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Sequence[
         last schedule evaluated without diverging; resuming a diverged file returns it as is.
     """
     opts = _check_run(iterations, step_size, max_lr, optimizer, optimizer_options)
+    _check_index("average_from", average_from, 0)
+    _check_index("snapshot_every", snapshot_every, 1)
     theta0 = params.w["params"] if isinstance(params, State) else params
     if not isinstance(theta0, dict) or not theta0:
         raise ValueError("params must be a non-empty dict of tensors (or a State)")
@@ -281,7 +353,9 @@ def lrs_opt(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Sequence[
     lrs = check_schedule(lrs, like=like).clone()
     settings = _settings(dyn, params, theta0, lrs, batches, step_size, max_lr, optimizer, opts,
                          settings)
-    result = LrsOptResult(lrs.tolist(), [], 0, settings)
+    result = LrsOptResult(lrs.tolist(), [], 0, settings, average_from=average_from,
+                          snapshot_every=snapshot_every,
+                          snapshots=None if snapshot_every is None else [])
     ostate = _outer_init(optimizer, lrs)
     if save_path is not None and Path(save_path).exists():
         result = _resume(save_path, settings, batches)
@@ -289,6 +363,9 @@ def lrs_opt(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Sequence[
         if result.diverged is not None:
             return result
         ostate = _state_from_json(optimizer, result.optimizer_state, lrs, save_path)
+        _resume_averaging(result, average_from, snapshot_every, save_path)
+    # the running mean of the averaged iterates, float64 on the CPU (saved exactly as JSON)
+    mean = None if result.averaged is None else torch.tensor(result.averaged, dtype=torch.float64)
     elapsed = result.meta.get("wall_time_s", 0.0)
     start = time.perf_counter()
     bar = _progress(range(result.iterations, iterations), progress, result.iterations, iterations)
@@ -313,6 +390,13 @@ def lrs_opt(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Sequence[
             result.diverged = {"iteration": it, "step": err.step, "message": err.reason,
                                "lrs": result.lrs}
             result.lrs = result.previous if result.previous is not None else result.lrs
+            if it >= 1 and average_from is not None and it - 1 >= average_from and mean is not None:
+                # the diverged schedule was averaged in at iteration it - 1: take it out again
+                n = result.averaged_count - 1
+                x = lrs.detach().to("cpu", torch.float64)
+                mean = None if n == 0 else (mean * (n + 1) - x) / n
+                result.averaged_count = n
+                result.averaged = None if mean is None else mean.tolist()
             its_batches = None
             break
         result.previous = result.lrs
@@ -320,6 +404,15 @@ def lrs_opt(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Sequence[
         result.history.append(float(value))
         result.iterations = it + 1
         result.lrs = lrs.tolist()
+        if average_from is not None and it >= average_from:     # η̄ ← η̄ + (η_{it+1} − η̄)/n
+            result.averaged_count += 1
+            x = lrs.detach().to("cpu", torch.float64)
+            mean = x.clone() if mean is None else mean + (x - mean) / result.averaged_count
+            result.averaged = mean.tolist()
+        if snapshot_every is not None and (it + 1) % snapshot_every == 0:
+            result.snapshots.append({"iteration": it + 1, "lrs": _float32(result.lrs),
+                                     "averaged": None if result.averaged is None
+                                     else _float32(result.averaged)})
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(E=f"{float(value):.4f}")
         if callback is not None:
@@ -349,6 +442,59 @@ def _check_run(iterations, step_size, max_lr, optimizer, optimizer_options) -> d
     return _check_optimizer(optimizer, optimizer_options)
 
 
+def _check_index(name: str, value, least: int) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < least):
+        what = "an iteration index (an integer >= 0)" if least == 0 else f"an integer >= {least}"
+        raise ValueError(f"{name} must be {what} or None, got {value!r}")
+
+
+def _float32(values) -> list:
+    """Numbers rounded to float32 precision, each written with the fewest digits that read back
+    as the same float32 (``None`` for a non-finite one): the rounding of
+    ``hypergrad.experiments.store.float32_trace``, which the core may not import."""
+    import numpy as np
+
+    out = []
+    for v in values:
+        f = np.float32(v)
+        out.append(float(str(f)) if math.isfinite(f) else None)
+    return out
+
+
+def _resume_averaging(result: LrsOptResult, average_from, snapshot_every, path) -> None:
+    """Carry the saved running average and snapshots on, or start them at the saved iteration
+    when that loses nothing and needs no iterate the file lacks (else :class:`ResumeError`)."""
+    n = result.iterations
+    if average_from != result.average_from:
+        need = 0 if average_from is None else max(0, n - average_from)
+        if need or result.averaged_count:
+            saved = ("it averages nothing (average_from=None, or a file from before averaging)"
+                     if result.average_from is None else
+                     f"it averages from iteration {result.average_from} "
+                     f"({result.averaged_count} iterates averaged)")
+            raise ResumeError(
+                f"cannot resume {str(path)!r} with average_from={average_from!r}: {saved}, and "
+                f"it was saved after {n} iterations, whose iterates it does not keep. Resume "
+                f"with average_from={result.average_from!r}"
+                + (f" or any average_from >= {n}" if not result.averaged_count else "")
+                + ", or delete or move the file to start afresh.")
+        result.average_from, result.averaged, result.averaged_count = average_from, None, 0
+    if snapshot_every != result.snapshot_every:
+        have = [x["iteration"] for x in result.snapshots or []]
+        want = [] if snapshot_every is None else list(range(snapshot_every, n + 1, snapshot_every))
+        if have != want:
+            raise ResumeError(
+                f"cannot resume {str(path)!r} with snapshot_every={snapshot_every!r}: it was "
+                f"saved after {n} iterations with snapshot_every={result.snapshot_every!r} "
+                f"(snapshots of iterations {have}, not {want}). Resume with "
+                f"snapshot_every={result.snapshot_every!r}, or delete or move the file.")
+        result.snapshot_every = snapshot_every
+        result.snapshots = None if snapshot_every is None else list(result.snapshots or [])
+    elif snapshot_every is not None and result.snapshots is None:
+        result.snapshots = []
+
+
 def _settings(dyn, params, theta0, lrs, batches, step_size, max_lr, optimizer, opts,
               extra) -> dict:
     """What identifies a run (saved with its result; a resumed file must match it)."""
@@ -360,6 +506,114 @@ def _settings(dyn, params, theta0, lrs, batches, step_size, max_lr, optimizer, o
             "init_lrs": fingerprint(lrs.tolist()),
             "batches": "function of the iteration" if callable(batches) else fingerprint(batches),
             **(extra or {})}
+
+
+# ------------------------------------------------------------------ held-out evaluation
+def heldout_objective(dyn: Dynamics, params: Params | State,
+                      schedules: Mapping[str, torch.Tensor | Sequence[float]],
+                      draws: Sequence[Sequence], objective: Callable
+                      ) -> dict[str, list[float | None]]:
+    """``f_T(η) = E(θ(w_T(η)))`` (Problem (1)) of each schedule on each of fixed held-out draws.
+
+    Every schedule is trained from the same ``w_0`` on every draw (``T`` minibatches, the
+    same for all schedules: the values are *paired*, so differences between schedules are
+    read draw by draw), without autograd; the result is deterministic for fixed inputs.
+
+    Args:
+        dyn, params: the dynamics and the initial weights ``w_0`` (as :func:`lrs_opt`).
+        schedules: ``{name: schedule}``, each 1-D with ``T`` entries ``≥ 0`` (in the weights'
+            dtype).
+        draws: the held-out draws, each a sequence of ``T`` minibatches.
+        objective: ``E(params) -> scalar`` (``E(params, buffers)`` with buffers).
+
+    Returns:
+        ``{name: [f_T on draw 0, draw 1, …]}``, in the order of ``schedules``; ``None`` where
+        training on that draw diverges (a non-finite training loss, state or ``E``).
+    """
+    theta0 = params.w["params"] if isinstance(params, State) else params
+    if not isinstance(theta0, dict) or not theta0:
+        raise ValueError("params must be a non-empty dict of tensors (or a State)")
+    like = next(iter(theta0.values()))
+    if not isinstance(schedules, Mapping) or not schedules:
+        raise ValueError(f"schedules must be a non-empty dict {{name: schedule}}, got "
+                         f"{_checks.describe(schedules)}")
+    checked, T = {}, None
+    for name, lrs in schedules.items():
+        if not isinstance(name, str):
+            raise ValueError(f"schedules must be named by strings, got the name {name!r}")
+        try:
+            checked[name] = check_schedule(lrs, like=like, length=T)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"schedule {name!r}: {e}") from None
+        T = len(checked[name]) if T is None else T
+    if (isinstance(draws, (str, bytes, torch.Tensor)) or not isinstance(draws, Sequence)
+            or not draws):
+        raise ValueError(f"draws must be a non-empty list of draws (T minibatches each), got "
+                         f"{_checks.describe(draws)}")
+    for d, draw in enumerate(draws):
+        if isinstance(draw, (str, bytes, torch.Tensor)) or not isinstance(draw, Sequence):
+            raise ValueError(f"draw {d} must be a sequence of T = {T} minibatches, got "
+                             f"{_checks.describe(draw)}")
+        if len(draw) != T:
+            raise ValueError(f"draw {d} has {len(draw)} minibatches, but the schedules have "
+                             f"T = {T} learning rates")
+    out: dict[str, list[float | None]] = {name: [] for name in checked}
+    for draw in draws:
+        for name, lrs in checked.items():
+            out[name].append(_heldout_value(dyn, params, lrs, draw, objective))
+    return out
+
+
+def _heldout_value(dyn, params, lrs, draw, objective) -> float | None:
+    try:
+        state, _ = unroll(dyn, params, lrs, draw)
+    except DivergenceError:
+        return None
+    with torch.no_grad():
+        value = float(call_objective(objective, state, state.w["params"]))
+    return value if math.isfinite(value) else None
+
+
+def trace_heldout(dyn: Dynamics, params: Params | State,
+                  snapshots: LrsOptResult | Sequence[dict], draws: Sequence[Sequence],
+                  objective: Callable) -> dict:
+    """``f_T`` of LRS-OPT's recorded schedules on fixed held-out draws: the convergence trace.
+
+    Each snapshot of a run with ``snapshot_every`` (:attr:`LrsOptResult.snapshots`) holds the
+    schedule ``η_n`` after iteration ``n`` and the averaged one ``η̄`` (or ``None`` before
+    averaging began); both are evaluated by :func:`heldout_objective` on the same ``draws``, so
+    the values are paired across snapshots and between ``η_n`` and ``η̄``. A reference has
+    converged when these stop moving beyond the spread of the draws.
+
+    Returns:
+        ``{"iteration": [n, …], "lrs": [[f_T per draw] per snapshot], "averaged": [[f_T per
+        draw] or None per snapshot], "draws": number of draws}``; ``None`` for a draw that
+        diverges.
+    """
+    if isinstance(snapshots, LrsOptResult):
+        if snapshots.snapshots is None:
+            raise ValueError("this LRS-OPT result has no snapshots: run lrs_opt with "
+                             "snapshot_every=k to record them")
+        snapshots = snapshots.snapshots
+    if not isinstance(snapshots, Sequence) or not all(
+            isinstance(x, Mapping) and {"iteration", "lrs"} <= set(x) for x in snapshots):
+        raise ValueError("snapshots must be an LrsOptResult or a list of "
+                         "{iteration, lrs, averaged} (LrsOptResult.snapshots)")
+    if (isinstance(draws, (str, bytes, torch.Tensor)) or not isinstance(draws, Sequence)
+            or not draws):
+        raise ValueError(f"draws must be a non-empty list of draws (T minibatches each), got "
+                         f"{_checks.describe(draws)}")
+    out: dict = {"iteration": [], "lrs": [], "averaged": [], "draws": len(draws)}
+    for x in snapshots:
+        # a schedule with a non-finite entry (saved as None) diverges on every draw
+        named = {k: x.get(k) for k in ("lrs", "averaged")
+                 if x.get(k) is not None and None not in x[k]}
+        values = heldout_objective(dyn, params, named, draws, objective) if named else {}
+        out["iteration"].append(x["iteration"])
+        out["lrs"].append(values.get("lrs", [None] * len(draws)))
+        out["averaged"].append(values.get("averaged", None if x.get("averaged") is None
+                                          else [None] * len(draws)))
+    return out
 
 
 # ------------------------------------------------------------------ LRS-OPT, N members at once
