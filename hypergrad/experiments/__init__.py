@@ -1,6 +1,6 @@
 """The experiments of Part II (chapters 5–7) as plain functions, and their command line.
 
-Three experiments, each a pure function of a settings dict that returns a JSON-serialisable
+Four experiments, each a pure function of a settings dict that returns a JSON-serialisable
 dict (lists, numbers, strings, ``None`` for a missing value):
 
 * :func:`run_mnist_schedules` — Section 5: LRS-OPT with the exact hypergradient, the online
@@ -9,6 +9,9 @@ dict (lists, numbers, strings, ``None`` for a missing value):
 * :func:`run_real_world` — Section 6: fixed schedules (exponential decay, staircase, SGDR)
   against HD (on the training loss), RTHO and MARTHE, on MNIST at quick scale and on
   CIFAR-10 (VGG-11-BN, SGD-momentum) / CIFAR-100 (ResNet-18, Adam) at paper scale;
+* :func:`run_mnist_protocol` — Section 5's choices measured the other way: MARTHE as the
+  authors' release runs it (β_0 = 1e-8, κ on a grid, Δ clipped at ±100 or not), the β grid
+  extended, μ = 0.999, η_0 = 0.1, E on a validation minibatch;
 * :func:`run_sensitivity` — Appendix C: MARTHE's final validation error over a ``β × μ`` grid.
 
 Analyses (used by the chapters; they read results and never train): :func:`mnist_claims`,
@@ -117,6 +120,20 @@ from hypergrad.experiments.real_world import (  # noqa: F401
     real_world_claims,
     run_real_world,
     summarize_real_world,
+)
+from hypergrad.experiments.claims import (  # noqa: F401
+    CHOICES,
+    QUOTES,
+    Claim,
+    protocol_records,
+    section5_records,
+    sensitivity_records,
+    verdict_word,
+)
+from hypergrad.experiments.protocol import (  # noqa: F401
+    committed_protocol,
+    decimate,
+    run_mnist_protocol,
 )
 from hypergrad.experiments.sensitivity import run_sensitivity, sensitivity_claims, sensitivity_grids  # noqa: F401
 from hypergrad.experiments.settings import (  # noqa: F401

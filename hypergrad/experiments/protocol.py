@@ -29,7 +29,7 @@ from hypergrad.experiments.store import Unit, UnitStore, _bar, _jsonable, _seed_
 from hypergrad.loop import History, run_online
 from hypergrad.online import Marthe
 
-__all__ = ["FAMILIES", "METHOD_MU", "plan_units", "compute_unit", "finish_unit",
+__all__ = ["FAMILIES", "METHOD_MU", "plan_units", "compute_unit", "finish_unit", "committed_protocol",
            "run_mnist_protocol", "decimate"]
 
 #: the families of units, in the order of the plan
@@ -186,4 +186,19 @@ def run_mnist_protocol(s: dict, out_dir: str | os.PathLike | None = None, device
     out["units"] = {"computed": store.computed, "loaded": store.loaded}
     if store.readonly:
         out["missing"] = missing
+    return out
+
+
+def committed_protocol(root: str | os.PathLike = "results", scale: str = "paper",
+                       s: dict | None = None) -> dict:
+    """The protocol study's units committed under ``<root>/mnist-protocol/<scale>/units``,
+    read and never computed: :func:`run_mnist_protocol` over a read-only store, with
+    ``missing`` (the planned units not stored) and ``done``/``total`` counts."""
+    from hypergrad.experiments.settings import settings
+    from hypergrad.experiments.store import result_dir
+
+    s = settings("mnist-protocol", scale) if s is None else s
+    store = UnitStore(result_dir(root, "mnist-protocol", scale), readonly=True)
+    out = run_mnist_protocol(s, store=store, progress=False)
+    out["done"], out["total"] = len(out["runs"]), len(out["runs"]) + len(out["missing"])
     return out

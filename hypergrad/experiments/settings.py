@@ -87,15 +87,20 @@ def _mnist_protocol_settings(scale: str) -> dict:
         "experiment": "mnist-protocol", "scale": "paper", **task,
         "seeds": list(range(20)),
         "families": ["authors", "extend", "mu0.999", "eta0", "valbatch"],
-        # MARTHE as the authors' TensorFlow release runs it (lucfra/Marthe-TF,
-        # marthe/marthe_alg.py): β_0 = 1e-8, the user sets κ (the release's `beta`, "good
-        # values … between 1.e-15 and 1.e-6"), Δ_t clipped at ±100 (`clip_value=100.`)
+        # MARTHE as the authors' TensorFlow release runs it (lucfra/Marthe-TF at 0fe55287,
+        # marthe/marthe_alg.py): β_0 = 1e-8 (l. 85); the user sets κ, the release's `beta`
+        # ("the only real parameter to set", good values "between [1.e-15 and 1.e-6]",
+        # l. 56-57; its MNIST example uses 1e-8 for a fully connected net starting at η_0 = 0,
+        # marthe/mnist_example.py l. 39-43); Δ_t clipped at ±100 (`clip_value=100.`, l. 98,
+        # applied at l. 150). Its β update multiplies Δ_{t-1}Δ_{t-2} (l. 191-203), one step
+        # behind the rule here (Δ_t Δ_{t-1}): a departure the book states.
         "authors": {"beta0": 1e-8, "clips": [100.0, None],
                     "kappas": [1e-12, 1e-11, 1e-10, 3e-10, 1e-9, 3e-9, 1e-8, 3e-8, 1e-7, 1e-6,
                                1e-5]},
         # Section 5's β grid extended past the edge where a method's best β lies there
         "extend": {"hd": [3e-2, 1e-1], "marthe-mu0.5": [3e-2, 1e-1]},
-        # the authors' MNIST grid (marthe/mnist_comparison.py) has μ = 0.999
+        # the authors' MNIST grid has μ = 0.999 (marthe/mnist_comparison.py at 768916d3,
+        # l. 190-192: lr0=0., mu=[0., 0.5, 0.9, 0.999, 1.], a fixed β in 1e-6 … 1e-3)
         "mu0.999": {"betas": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]},
         # each method's best β at η_0 = 0 (Section 5, 20 seeds) and its two grid neighbours
         "eta0": {"lr0": 0.1, "betas": {
@@ -103,7 +108,8 @@ def _mnist_protocol_settings(scale: str) -> dict:
             "marthe-mu0.5": [3e-3, 1e-2, 3e-2], "marthe-mu0.9": [1e-4, 3e-4, 1e-3],
             "marthe-mu0.99": [3e-5, 1e-4, 3e-4], "marthe-auto-mu": [1e-4, 3e-4, 1e-3]}},
         # E on a validation minibatch of the training batch's size, drawn at every step, as
-        # the release's validation supplier does (its batch size is the training one's)
+        # the release's validation supplier does (mnist_comparison.py l. 129 and 146-147:
+        # a validation minibatch of `bs`, the training batch size)
         "valbatch": {"size": 100, "betas": {
             "hd": [3e-3, 1e-2, 3e-2], "rtho": [1e-5, 3e-5, 1e-4],
             "marthe-mu0.5": [3e-3, 1e-2, 3e-2], "marthe-mu0.9": [1e-4, 3e-4, 1e-3],
@@ -114,7 +120,7 @@ def _mnist_protocol_settings(scale: str) -> dict:
     small = {"hd": [1e-3, 1e-2], "marthe-mu0.99": [1e-4, 1e-3]}
     quick = copy.deepcopy(paper)
     quick.update(scale="quick", **task, seeds=[0, 1])
-    quick["authors"]["kappas"] = [1e-11, 1e-9, 1e-7, 1e-5]
+    quick["authors"]["kappas"] = [1e-9, 1e-7, 1e-5, 1e-3]
     quick["extend"] = {"hd": [3e-2]}
     quick["mu0.999"]["betas"] = [1e-4, 1e-3]
     quick["eta0"]["betas"] = copy.deepcopy(small)

@@ -7,9 +7,17 @@ chapters use to draw and explore what the core computes.
 * :mod:`hypergrad.viz.style` — display names and colours of the methods, defined once;
 * :mod:`hypergrad.viz.plots` — plotting functions of Part I (each takes an ``ax``);
 * :mod:`hypergrad.viz.figures` — the figures of Part II's experiments;
-* :mod:`hypergrad.viz.widgets` — the ipywidgets explorers.
+* :mod:`hypergrad.viz.widgets` — the ipywidgets explorers;
+* :mod:`hypergrad.viz.verdicts` — the claims of Part II as a table and as prose.
 """
 
 from hypergrad.viz.setup import FIGURE_DPI, SCALES, Setup, chapter_setup
+from hypergrad.viz.verdicts import (
+    choices_markdown,
+    claims_markdown,
+    protocol_text,
+    verdict_sentence,
+)
 
-__all__ = ["chapter_setup", "Setup", "SCALES", "FIGURE_DPI"]
+__all__ = ["chapter_setup", "Setup", "SCALES", "FIGURE_DPI", "claims_markdown",
+           "choices_markdown", "protocol_text", "verdict_sentence"]

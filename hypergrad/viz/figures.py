@@ -23,7 +23,8 @@ from hypergrad.experiments.analysis import centred_mean, sci
 from hypergrad.viz.style import color, label
 
 __all__ = ["DPI", "new_figure", "lrs_opt_figure", "schedules_figure", "accuracy_vs_beta_figure",
-           "quality_figure", "real_world_figure", "sensitivity_figure", "placeholder_figure"]
+           "quality_figure", "real_world_figure", "sensitivity_figure", "placeholder_figure",
+           "protocol_figure"]
 
 
 #: Resolution of every Part II figure (the inline backend and the glued images use it).
@@ -315,4 +316,44 @@ def sensitivity_figure(result: dict, panels: tuple[str, ...] | None = None) -> F
     if im is not None:
         fig.colorbar(im, ax=list(axes), label="final validation error (%)",
                      format=FuncFormatter(lambda v, _: f"{100 * v:.0f}"))
+    return fig
+
+
+def protocol_figure(rec: dict) -> Figure:
+    """Mean final validation accuracy over the seeds of ``rec`` (a diverged run counting 0,
+    bars: one standard error): (a) MARTHE with both adaptive rules under the authors'
+    protocol against κ, Δ clipped at ±100 and not; (b) the other online methods against β
+    (the book's reading of adaptive β against β_0). Dashed: the constant η."""
+    seeds, table = rec["seeds"], rec["table"]
+    fig = new_figure(height=6.4)
+    top, bottom = fig.subplots(2, 1)
+
+    def curve(ax, method, **kw):
+        by_h = table.get(method, {})
+        hs = sorted(h for h in by_h if all(k in by_h[h] for k in seeds))
+        if not hs:
+            return
+        acc = np.array([[by_h[h][k] for k in seeds] for h in hs])
+        m, se = acc.mean(1), acc.std(1, ddof=1) / math.sqrt(len(seeds))
+        ax.errorbar(hs, m, yerr=se, marker="o", ms=3.5, lw=1.5, capsize=2, **kw)
+
+    curve(top, "marthe-authors", color=color("marthe"), label="Δ clipped at ±100")
+    curve(top, "marthe-authors-noclip", color="0.45", ls=":", label="Δ not clipped")
+    for method in ("hd", "rtho", "marthe-mu0.9", "marthe-mu0.99", "marthe-mu0.999",
+                   "marthe-auto-mu", "marthe"):
+        curve(bottom, method, color=color(method), label=label(method))
+    fixed = table["fixed"][None]
+    for ax in (top, bottom):
+        ax.axhline(np.mean([fixed[k] for k in seeds]), color=color("fixed"), ls="--", lw=1.2,
+                   label="constant η")
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("validation accuracy", fontsize=10)
+        ax.tick_params(labelsize=10)
+    top.set_xlabel("κ, the step size of β's update (β_0 = 10⁻⁸)", fontsize=10)
+    top.set_title("(a) MARTHE, the authors' protocol", fontsize=11)
+    bottom.set_xlabel("β (β_0 for MARTHE with adaptive β)", fontsize=10)
+    bottom.set_title("(b) the other online methods", fontsize=11)
+    top.legend(fontsize=9, loc="lower right", frameon=False)
+    bottom.legend(fontsize=9, loc="lower left", frameon=False, ncol=2)
     return fig

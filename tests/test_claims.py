@@ -1,0 +1,122 @@
+"""Claims as data: verbatim quotes, cross-fitted comparisons, the protocol's records."""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from hypergrad.experiments.analysis import FAILS, HOLDS, UNDECIDED
+from hypergrad.experiments.claims import (
+    QUOTES,
+    _unit_of,
+    accuracy_table,
+    decades_near_best,
+    protocol_records,
+    selected,
+    versus,
+)
+
+
+def _paper_text() -> str:
+    """The paper's text from shared/ (beside the data the tests read, or beside the repo)."""
+    here = Path(__file__).resolve().parents[1]
+    places = [here.parent / "shared" / "paper"]
+    if os.environ.get("HYPERGRAD_DATA"):
+        places.insert(0, Path(os.environ["HYPERGRAD_DATA"]).parent / "paper")
+    for p in places:
+        f = p / "marthe-paper-text.txt"
+        if f.exists():
+            return f.read_text()
+    pytest.skip("the paper's text (shared/paper/marthe-paper-text.txt) is not here")
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"\s+", " ", s).strip()
+
+
+def test_every_quote_is_the_papers_words():
+    """A quote, with its [editorial insertions] taken out, occurs in the paper's text."""
+    text = _norm(_paper_text())
+    for key, quote in QUOTES.items():
+        bare = _norm(re.sub(r"\[[^\]]*\]\s*", "", quote))
+        assert bare in text, key
+    # and the check can fail: one word changed is not found
+    assert _norm(QUOTES["hd-decays"].replace("quickly", "slowly")) not in text
+
+
+def _sec5(acc):
+    """A Section 5 result from ``acc[method][beta] = [accuracy per seed]`` (None: diverged)."""
+    online = {m: {f"{b:g}": {str(k): {"diverged": a is None, "val_acc": a, "test_acc": a}
+                             for k, a in enumerate(accs)} for b, accs in by_b.items()}
+              for m, by_b in acc.items() if m != "fixed"}
+    fixed = {str(k): {"val_acc": a, "test_acc": a} for k, a in enumerate(acc["fixed"])}
+    return {"online": online, "fixed": fixed,
+            "settings": {"online": {"seeds": list(range(len(acc["fixed"])))}}}
+
+
+def test_a_diverged_run_scores_zero_and_names_parse():
+    t = accuracy_table(_sec5({"hd": {1e-3: [0.9, None]}, "fixed": [0.5, 0.6]}))
+    assert t["hd"][1e-3] == {"0": 0.9, "1": 0.0}
+    assert t["fixed"][None] == {"0": 0.5, "1": 0.6}
+    assert _unit_of("authors_clip100_kappa3e-10_seed7") == ("authors-clip100", "marthe", 3e-10, 7)
+    assert _unit_of("authors_noclip_kappa1e-05_seed0") == ("authors-noclip", "marthe", 1e-5, 0)
+    assert _unit_of("eta0.1_marthe-mu0.99_beta0.0003_seed19") == (
+        "eta0.1", "marthe-mu0.99", 3e-4, 19)
+    assert _unit_of("online_hd_beta0.1_seed3") == ("online", "hd", 0.1, 3)
+
+
+def test_selection_is_cross_fitted_never_on_the_seed_it_reports():
+    # β = 1 is best on seeds 0–1 only, β = 2 on seeds 2–3 only: each half's choice is the
+    # other half's worst, so every held-out score is the low one
+    acc = {"m": {1.0: [0.9, 0.9, 0.1, 0.1], 2.0: [0.1, 0.1, 0.9, 0.9]},
+           "fixed": [0.5] * 4}
+    t = accuracy_table(_sec5(acc))
+    seeds = ["0", "1", "2", "3"]
+    sel = selected(t, "m", seeds)
+    assert sel["chosen"] == {"A": 1.0, "B": 2.0}
+    assert sel["held_out"] == {k: 0.1 for k in seeds}
+    v = versus(t, "m", "fixed", seeds)
+    assert v["diffs"] == pytest.approx([-0.4] * 4)
+    assert v["verdict"] == FAILS and v["se"] == 0.0
+
+
+def test_versus_reads_holds_fails_and_undecided():
+    base = {"fixed": [0.50, 0.52, 0.49, 0.51, 0.50, 0.48]}
+    up = _sec5({"m": {1.0: [0.60, 0.63, 0.58, 0.61, 0.62, 0.59]}, **base})
+    down = _sec5({"m": {1.0: [0.40, 0.42, 0.39, 0.41, 0.40, 0.38]}, **base})
+    mixed = _sec5({"m": {1.0: [0.60, 0.42, 0.58, 0.41, 0.52, 0.47]}, **base})
+    seeds = [str(k) for k in range(6)]
+    assert versus(accuracy_table(up), "m", "fixed", seeds)["verdict"] == HOLDS
+    assert versus(accuracy_table(down), "m", "fixed", seeds)["verdict"] == FAILS
+    assert versus(accuracy_table(mixed), "m", "fixed", seeds)["verdict"] == UNDECIDED
+    assert versus(accuracy_table(up), "m", "nope", seeds) is None
+
+
+def test_breadth_of_good_values_in_decades():
+    t = accuracy_table(_sec5({"m": {1e-4: [0.90, 0.90], 1e-3: [0.905, 0.905],
+                                    1e-2: [0.91, 0.91], 1e-1: [0.5, 0.5]},
+                              "fixed": [0.5, 0.5]}))
+    assert decades_near_best(t, "m", ["0", "1"]) == pytest.approx(2.0)
+    assert decades_near_best(t, "m", ["0", "1"], within=0.001) == pytest.approx(0.0)
+
+
+def test_protocol_records_read_the_authors_grid():
+    kappas = [1e-9, 1e-7, 1e-5]
+    sec5 = _sec5({"marthe-auto-mu": {1e-4: [0.90, 0.91, 0.92, 0.93]},
+                  "marthe": {1e-4: [0.85, 0.86, 0.87, 0.88]}, "fixed": [0.94] * 4})
+    runs = {}
+    for k in range(4):
+        for kap, acc in zip(kappas, (0.80, 0.95, None), strict=True):
+            for clip in ("clip100", "noclip"):
+                runs[f"authors_{clip}_kappa{kap:g}_seed{k}"] = {
+                    "diverged": acc is None, "val_acc": acc}
+    rec = protocol_records(sec5, {"runs": runs})
+    assert rec["seeds"] == ["0", "1", "2", "3"]
+    assert rec["authors"]["chosen"] == {"A": 1e-7, "B": 1e-7}
+    # the decimation from the top: 1e-5 diverges, 1e-7 trains
+    assert set(rec["decimation"]["kappa"].values()) == {1e-7}
+    assert rec["decimation"]["vs_selected"]["mean"] == 0.0
+    assert rec["clip"]["mean"] == 0.0
+    assert rec["versus"]["fixed"]["mean"] == pytest.approx(0.01)
+    assert rec["versus"]["marthe"]["verdict"] == HOLDS
