@@ -75,6 +75,15 @@ from hypergrad.experiments.analysis import (  # noqa: F401
     tally,
     verdict,
 )
+from hypergrad.experiments.claims import (  # noqa: F401
+    CHOICES,
+    QUOTES,
+    Claim,
+    protocol_records,
+    section5_records,
+    sensitivity_records,
+    verdict_word,
+)
 from hypergrad.experiments.cli import (  # noqa: F401
     RUNNERS,
     _check_out,
@@ -108,6 +117,11 @@ from hypergrad.experiments.mnist_schedules import (  # noqa: F401
     run_mnist_schedules,
     summarize_online,
 )
+from hypergrad.experiments.protocol import (  # noqa: F401
+    committed_protocol,
+    decimate,
+    run_mnist_protocol,
+)
 from hypergrad.experiments.real_world import (  # noqa: F401
     MAX_POINTS,
     _EpochBatches,
@@ -120,20 +134,6 @@ from hypergrad.experiments.real_world import (  # noqa: F401
     real_world_claims,
     run_real_world,
     summarize_real_world,
-)
-from hypergrad.experiments.claims import (  # noqa: F401
-    CHOICES,
-    QUOTES,
-    Claim,
-    protocol_records,
-    section5_records,
-    sensitivity_records,
-    verdict_word,
-)
-from hypergrad.experiments.protocol import (  # noqa: F401
-    committed_protocol,
-    decimate,
-    run_mnist_protocol,
 )
 from hypergrad.experiments.sensitivity import run_sensitivity, sensitivity_claims, sensitivity_grids  # noqa: F401
 from hypergrad.experiments.settings import (  # noqa: F401
@@ -158,4 +158,4 @@ from hypergrad.experiments.store import (  # noqa: F401
     result_dir,
 )
 
-__all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings', 'Unit', 'UnitStore', 'result_dir', 'load_results', 'hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'tally', 'normalised_distance', 'linger', 'centred_mean', 'roughness', 'signal_to_noise', 'PAR_MARGIN', 'MnistTask', 'run_mnist_schedules', 'summarize_online', 'mnist_claims', 'MAX_POINTS', 'run_real_world', 'summarize_real_world', 'real_world_claims', 'run_sensitivity', 'sensitivity_grids', 'sensitivity_claims', 'RUNNERS', 'run', 'load_or_run', 'main', 'COMMITTED', 'committed', 'MissingUnit', 'duration', 'progress_text', 'run_table', 'machine_table']
+__all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings', 'Unit', 'UnitStore', 'result_dir', 'load_results', 'hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'tally', 'normalised_distance', 'linger', 'centred_mean', 'roughness', 'signal_to_noise', 'PAR_MARGIN', 'MnistTask', 'run_mnist_schedules', 'summarize_online', 'mnist_claims', 'MAX_POINTS', 'run_real_world', 'summarize_real_world', 'real_world_claims', 'run_sensitivity', 'sensitivity_grids', 'sensitivity_claims', 'RUNNERS', 'run', 'load_or_run', 'main', 'COMMITTED', 'committed', 'MissingUnit', 'duration', 'progress_text', 'run_table', 'machine_table', 'CHOICES', 'QUOTES', 'Claim', 'protocol_records', 'section5_records', 'sensitivity_records', 'verdict_word', 'committed_protocol', 'decimate', 'run_mnist_protocol']

@@ -15,9 +15,10 @@ from hypergrad.viz.setup import FIGURE_DPI, SCALES, Setup, chapter_setup
 from hypergrad.viz.verdicts import (
     choices_markdown,
     claims_markdown,
+    pm,
     protocol_text,
     verdict_sentence,
 )
 
 __all__ = ["chapter_setup", "Setup", "SCALES", "FIGURE_DPI", "claims_markdown",
-           "choices_markdown", "protocol_text", "verdict_sentence"]
+           "choices_markdown", "protocol_text", "verdict_sentence", "pm"]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from hypergrad.experiments.analysis import FAILS, HOLDS, md_table, sci
 from hypergrad.experiments.claims import CHOICES, Claim, verdict_word
 
-__all__ = ["claims_markdown", "verdict_sentence", "choices_markdown", "protocol_text"]
+__all__ = ["claims_markdown", "verdict_sentence", "choices_markdown", "protocol_text", "pm"]
 
 _ROBUST = {HOLDS: "holds", FAILS: "does not hold"}
 
@@ -91,3 +91,15 @@ def protocol_text(rec: dict) -> str:
                      f"{b['marthe-auto-mu']:.1f} decades of β for adaptive μ and "
                      f"{(b.get('marthe-mu0.99') or 0):.1f} for μ = 0.99 (the grids differ).")
     return " ".join(parts)
+
+
+def pm(cmp: dict, scale: float = 1.0, fmt: str = ".3f") -> str:
+    """"mean ± standard error" of a :func:`~hypergrad.experiments.analysis.compare` result
+    (± is one standard error over seeds), or why there is none."""
+    import math
+
+    if not math.isfinite(cmp["mean"]):
+        return "— (no pair of runs yet)"
+    if not math.isfinite(cmp["se"]):
+        return f"{scale * cmp['mean']:{fmt}} (no spread: too few seeds)"
+    return f"{scale * cmp['mean']:{fmt}} ± {scale * cmp['se']:{fmt}}".replace("-", "−")
