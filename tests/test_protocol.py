@@ -29,15 +29,18 @@ def test_the_plan_is_whole_seeds_family_by_family_and_every_name_once():
     names = [u.name for u in units]
     assert len(set(names)) == len(names)
     assert all(u.batch is None for u in units)          # each unit runs alone
-    fam = [u.settings["family"] for u in units]
-    # families in the settings' order, each one contiguous
+    fam = [u.settings["family"] + (f"-{u.name.split('_')[1]}" if u.name.startswith("authors")
+                                   else "") for u in units]
+    # families in the settings' order, each one contiguous, every seed of one before the next
     firsts = sorted(set(fam), key=fam.index)
     assert firsts == s["families"]
-    # the authors' runs with the release's clip for every seed before any unclipped one
-    clips = [u.settings["clip"] for u in units if u.settings["family"] == "authors"]
-    assert clips == [100.0] * (len(clips) // 2) + [None] * (len(clips) // 2)
+    assert [fam.index(f) for f in firsts] == sorted(fam.index(f) for f in firsts)
+    assert all(fam[i] == fam[i + 1] or fam[i + 1] not in fam[:i + 1] for i in range(len(fam) - 1))
+    # the authors' runs with the release's clip for every seed, then the book's grid completed
     n_k = len(s["authors"]["kappas"])
-    assert len(clips) == 2 * n_k * len(s["seeds"])
+    clips = [u.settings["clip"] for u in units if u.settings["family"] == "authors"]
+    assert clips == [100.0] * n_k * len(s["seeds"]) + [None] * n_k * len(s["seeds"])
+    assert units[n_k * len(s["seeds"])].settings["family"] == "extend"
     # seeds ascend within each part: the first part's seed 0 is whole before seed 1 starts
     first = [u.settings["seed"] for u in units[:2 * n_k]]
     assert first == [0] * n_k + [1] * n_k
@@ -47,7 +50,7 @@ def test_the_plan_is_whole_seeds_family_by_family_and_every_name_once():
 
 def test_an_authors_unit_is_marthe_with_the_release_settings(tiny):
     s, task = tiny
-    unit = family_units(s, "authors", 0, 100.0)[-1]          # the largest κ, clipped
+    unit = family_units(s, "authors-clip100", 0)[-1]          # the largest κ, clipped
     u = unit.settings
     got = compute_unit(task, s, unit)
     tuner = Marthe(task.dyn, lr=0.0, beta=1e-8, mu="auto", kappa=u["kappa"], clip=100.0)

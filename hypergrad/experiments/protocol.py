@@ -6,7 +6,7 @@ same data split, model, initial weights and minibatches of a seed), so that a un
 seed by seed, with the units of ``mnist-schedules``. The families (``s["families"]`` order is
 the order of the plan, seed by seed within a family):
 
-* ``authors``: MARTHE with both adaptive rules as in the authors' TensorFlow release
+* ``authors-clip100``, ``authors-noclip``: MARTHE with both adaptive rules as in the authors' TensorFlow release
   (``lucfra/Marthe-TF``, ``marthe/marthe_alg.py``): the hyper-learning rate starts at
   ``β_0 = 1e-8`` and the one parameter set by the user is the step size ``κ`` of its update,
   over a grid of decades; ``Δ_t`` clipped at ±100 as there, and not clipped. No κ is
@@ -32,8 +32,8 @@ from hypergrad.online import Marthe
 __all__ = ["FAMILIES", "METHOD_MU", "plan_units", "compute_unit", "finish_unit", "committed_protocol",
            "run_mnist_protocol", "decimate"]
 
-#: the families of units, in the order of the plan
-FAMILIES = ("authors", "extend", "mu0.999", "eta0", "valbatch")
+#: the families of units (the authors' runs one family per clip: ``c`` = 100 or none)
+FAMILIES = ("authors-clip100", "authors-noclip", "extend", "mu0.999", "eta0", "valbatch")
 
 #: μ of the fixed-β online methods by name (as in Section 5's units)
 METHOD_MU = {"hd": 0.0, "rtho": 1.0, "marthe-mu0.5": 0.5, "marthe-mu0.9": 0.9,
@@ -65,13 +65,17 @@ def _authors(s: dict, clip, kappa: float, seed: int) -> Unit:
                 ("authors", clip, kappa, seed))
 
 
-def family_units(s: dict, family: str, seed: int, clip="all") -> list[Unit]:
-    """The units of ``family`` for ``seed`` (see the module's docstring); for ``authors``,
-    those of one ``clip`` (``"all"``: every clip of the settings)."""
-    if family == "authors":
-        a = s["authors"]
-        clips = a["clips"] if clip == "all" else [clip]
-        return [_authors(s, c, float(k), seed) for c in clips for k in a["kappas"]]
+def _clip_of(family: str):
+    """The clip of an authors' family: ``authors-clip100`` → 100.0, ``authors-noclip`` → None."""
+    key = family[len("authors-"):]
+    return None if key == "noclip" else float(key[len("clip"):])
+
+
+def family_units(s: dict, family: str, seed: int) -> list[Unit]:
+    """The units of ``family`` (one of :data:`FAMILIES`) for ``seed``: see the module's
+    docstring."""
+    if family.startswith("authors-") and family in FAMILIES:
+        return [_authors(s, _clip_of(family), float(k), seed) for k in s["authors"]["kappas"]]
     if family == "extend":
         return [_online(s, family, m, float(b), seed, s["lr0"], None,
                         f"online_{m}_beta{float(b):g}_seed{seed}")
@@ -94,14 +98,11 @@ def family_units(s: dict, family: str, seed: int, clip="all") -> list[Unit]:
 
 
 def plan_units(s: dict) -> list[Unit]:
-    """Every unit, family by family in the order of ``s["families"]`` (the authors' runs
-    clip by clip, in the order of ``authors.clips``) and seed by seed within each, so that an
-    interrupted sweep leaves whole seeds of the first families done. No unit is batched: each
-    is computed alone (its result is that of its settings alone)."""
-    parts = [(f, c) for f in s["families"]
-             for c in (s["authors"]["clips"] if f == "authors" else ["all"])]
-    return [u for family, clip in parts for seed in s["seeds"]
-            for u in family_units(s, family, seed, clip)]
+    """Every unit, family by family in the order of ``s["families"]`` and seed by seed within
+    each, so that an interrupted sweep leaves whole seeds of the first families done. No unit
+    is batched: each is computed alone (its result is that of its settings alone)."""
+    return [u for family in s["families"] for seed in s["seeds"]
+            for u in family_units(s, family, seed)]
 
 
 def finish_unit(s: dict, unit: Unit, run: dict) -> dict:

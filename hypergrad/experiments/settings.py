@@ -86,7 +86,10 @@ def _mnist_protocol_settings(scale: str) -> dict:
     paper = {
         "experiment": "mnist-protocol", "scale": "paper", **task,
         "seeds": list(range(20)),
-        "families": ["authors", "extend", "mu0.999", "eta0", "valbatch"],
+        # the order of the sweep: the authors' protocol with the release's clip first, the
+        # book's grid completed, then the unclipped protocol and the other choices
+        "families": ["authors-clip100", "extend", "mu0.999", "authors-noclip", "eta0",
+                     "valbatch"],
         # MARTHE as the authors' TensorFlow release runs it (lucfra/Marthe-TF at 0fe55287,
         # marthe/marthe_alg.py): β_0 = 1e-8 (l. 85); the user sets κ, the release's `beta`
         # ("the only real parameter to set", good values "between [1.e-15 and 1.e-6]",
@@ -94,7 +97,7 @@ def _mnist_protocol_settings(scale: str) -> dict:
         # marthe/mnist_example.py l. 39-43); Δ_t clipped at ±100 (`clip_value=100.`, l. 98,
         # applied at l. 150). Its β update multiplies Δ_{t-1}Δ_{t-2} (l. 191-203), one step
         # behind the rule here (Δ_t Δ_{t-1}): a departure the book states.
-        "authors": {"beta0": 1e-8, "clips": [100.0, None],
+        "authors": {"beta0": 1e-8,
                     "kappas": [1e-12, 1e-11, 1e-10, 3e-10, 1e-9, 3e-9, 1e-8, 3e-8, 1e-7, 1e-6,
                                1e-5]},
         # Section 5's β grid extended past the edge where a method's best β lies there
