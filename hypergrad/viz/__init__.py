@@ -13,12 +13,16 @@ chapters use to draw and explore what the core computes.
 
 from hypergrad.viz.setup import FIGURE_DPI, SCALES, Setup, chapter_setup
 from hypergrad.viz.verdicts import (
+    NAMES,
     choices_markdown,
     claims_markdown,
+    forest_figure,
+    metrics_markdown,
     pm,
     protocol_text,
     verdict_sentence,
 )
 
 __all__ = ["chapter_setup", "Setup", "SCALES", "FIGURE_DPI", "claims_markdown",
-           "choices_markdown", "protocol_text", "verdict_sentence", "pm"]
+           "choices_markdown", "protocol_text", "verdict_sentence", "pm", "NAMES",
+           "forest_figure", "metrics_markdown"]

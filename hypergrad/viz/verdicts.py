@@ -3,12 +3,41 @@ the book's choices it rests on) and one sentence of what held and what did not."
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from hypergrad.experiments.analysis import FAILS, HOLDS, md_table, sci
 from hypergrad.experiments.claims import CHOICES, Claim, verdict_word
 
-__all__ = ["claims_markdown", "verdict_sentence", "choices_markdown", "protocol_text", "pm"]
+__all__ = ["claims_markdown", "verdict_sentence", "choices_markdown", "protocol_text", "pm",
+           "NAMES", "forest_figure", "metrics_markdown"]
+
+#: A short name of each record (for figures and cross-references).
+NAMES = {
+    "lrs-start": "LRS-OPT: seed-specific start",
+    "lrs-end": "LRS-OPT: decay at the end",
+    "hd-decays": "HD decays quickly",
+    "rtho-lingers": "RTHO lingers or diverges",
+    "mu-helps": "a fixed μ helps at every β",
+    "auto-mu-helps": "adaptive μ vs the best fixed (μ, β)",
+    "marthe-improves[marthe]": "MARTHE vs adaptive μ (book's reading)",
+    "marthe-improves[marthe-authors]": "MARTHE vs adaptive μ (authors' protocol)",
+    "marthe-insensitive[marthe]": "MARTHE insensitive to β_0 (book's reading)",
+    "kappa-broad": "good κ broader than good β",
+    "vs-fixed[marthe-authors]": "MARTHE (authors') vs constant η",
+    "vs-fixed[marthe-mu0.99]": "μ = 0.99 vs constant η",
+    "vs-fixed[marthe-auto-mu]": "adaptive μ vs constant η",
+    "mu-mimics": "fixed μ mimics LRS-OPT at few β",
+    "marthe-captures": "MARTHE captures LRS-OPT's shape",
+    "cost": "online runs cost a fraction of LRS-OPT",
+    "rises-early": "MARTHE rises early, decays sharply",
+    "longer-horizon": "longer horizons: Δ_t's sign right more often",
+    "lrs-beats-fixed": "LRS-OPT vs constant η",
+    "grid-interior": "an interior μ beats HD and RTHO",
+    "grid-band": "the good β moves with μ",
+    "grid-auto": "adaptive μ near the best fixed μ",
+    "grid-flat": "adaptive β narrows the range over β_0",
+}
 
 _ROBUST = {HOLDS: "holds", FAILS: "does not hold"}
 
@@ -96,10 +125,46 @@ def protocol_text(rec: dict) -> str:
 def pm(cmp: dict, scale: float = 1.0, fmt: str = ".3f") -> str:
     """"mean ± standard error" of a :func:`~hypergrad.experiments.analysis.compare` result
     (± is one standard error over seeds), or why there is none."""
-    import math
-
     if not math.isfinite(cmp["mean"]):
         return "— (no pair of runs yet)"
     if not math.isfinite(cmp["se"]):
         return f"{scale * cmp['mean']:{fmt}} (no spread: too few seeds)"
     return f"{scale * cmp['mean']:{fmt}} ± {scale * cmp['se']:{fmt}}".replace("-", "−")
+
+
+def forest_figure(records: Sequence[Claim], scale: float = 100.0, unit: str = "points"):
+    """The accuracy comparisons among ``records`` (those with paired statistics, in
+    accuracy): mean difference with its 95 % interval, one row each, zero marked."""
+    import numpy as np
+
+    from hypergrad.viz.figures import new_figure
+
+    rows = [c for c in records if c.stats is not None and c.key != "kappa-broad"
+            and math.isfinite(c.stats["mean"])]
+    fig = new_figure(height=0.42 * max(len(rows), 1) + 1.3)
+    ax = fig.subplots()
+    y = np.arange(len(rows))[::-1]
+    for yi, c in zip(y, rows, strict=True):
+        st = c.stats
+        colour = {HOLDS: "#2a7d2a", FAILS: "#b22222"}.get(c.verdict, "0.35")
+        lo, hi = st["lo"], st["hi"]
+        if math.isfinite(lo) and math.isfinite(hi):
+            ax.plot([scale * lo, scale * hi], [yi, yi], color=colour, lw=2)
+        ax.plot([scale * st["mean"]], [yi], "o", color=colour, ms=6)
+    ax.axvline(0, color="0.5", lw=1, ls="--")
+    ax.set_yticks(y, [f"{NAMES.get(c.key, c.key)} (n = {c.stats['n']})" for c in rows],
+                  fontsize=10)
+    ax.tick_params(axis="x", labelsize=10)
+    ax.set_xlabel(f"difference in final validation accuracy ({unit}); 95 % interval",
+                  fontsize=10)
+    return fig
+
+
+def metrics_markdown(val: Sequence[Claim], test: Sequence[Claim]) -> str:
+    """The comparisons read on validation and on test accuracy, side by side."""
+    by_key = {c.key: c for c in test}
+    rows = [[NAMES.get(c.key, c.key), c.value, verdict_word(c.verdict),
+             by_key[c.key].value, verdict_word(by_key[c.key].verdict)]
+            for c in val if c.stats is not None and c.key in by_key and c.key != "kappa-broad"]
+    return md_table(["comparison", "validation accuracy", "verdict", "test accuracy",
+                     "verdict"], rows)
