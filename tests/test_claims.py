@@ -120,3 +120,52 @@ def test_protocol_records_read_the_authors_grid():
     assert rec["clip"]["mean"] == 0.0
     assert rec["versus"]["fixed"]["mean"] == pytest.approx(0.01)
     assert rec["versus"]["marthe"]["verdict"] == HOLDS
+
+
+def test_mimic_is_tested_as_stated_a_few_beta_closer_than_hd_and_rtho():
+    """"Fixing μ … mimic[s] the optimized one … only for a small range of β": one (μ, β)
+    closer to LRS-OPT than HD and RTHO beyond noise, the other β not → holds; every β
+    closer → does not hold (not a small range)."""
+    from hypergrad.experiments.claims import _mimic_record
+
+    T, seeds = 20, ["0", "1", "2", "3"]
+    ramp = [1.0 - t / T for t in range(T)]                 # LRS-OPT's shape
+
+    def run(shape, k):
+        jitter = 0.01 * (int(k) + 1)
+        return {"diverged": False, "val_acc": 0.9, "lr": [0.1 * (x + jitter) for x in shape]}
+
+    flat, spike = [1.0] * T, [1.0 if t < 2 else 0.0 for t in range(T)]
+
+    def sec5(shapes_mu):
+        online = {"hd": {"0.001": {k: run(spike, k) for k in seeds}},
+                  "rtho": {"0.001": {k: run(flat, k) for k in seeds}}}
+        online["marthe-mu0.9"] = {f"{b:g}": {k: run(sh, k) for k in seeds}
+                                  for b, sh in shapes_mu.items()}
+        return {"online": online, "lrs_opt": {k: {"lrs": [0.2 * x for x in ramp]}
+                                              for k in seeds},
+                "fixed": {k: {"val_acc": 0.9} for k in seeds},
+                "settings": {"accuracy_threshold": 0.5, "online": {"seeds": [0, 1, 2, 3]}}}
+
+    narrow = _mimic_record(sec5({1e-4: ramp, 1e-3: spike}), None)
+    assert narrow.verdict == HOLDS and "1 of 2" in narrow.value
+    everywhere = _mimic_record(sec5({1e-4: ramp, 1e-3: ramp}), None)
+    assert everywhere.verdict == FAILS
+
+
+def test_section5_and_grid_records_from_tiny_runs(tmp_path):
+    from hypergrad.experiments import mnist_claims, run_mnist_schedules, settings
+    from hypergrad.experiments.claims import section5_records, sensitivity_records
+    from hypergrad.experiments.sensitivity import run_sensitivity, sensitivity_claims
+
+    s = settings("mnist-schedules", "tiny")
+    res = run_mnist_schedules(s, progress=False)
+    recs = section5_records(res, mnist_claims(res))
+    keys = [r.key for r in recs]
+    assert len(set(keys)) == len(keys) and "marthe-improves[marthe-authors]" in keys
+    # one seed: no comparison can be decided, and none claims an interval
+    assert all(r.verdict == UNDECIDED for r in recs if r.stats is not None or r.value == "—")
+    assert all(r.quote is None or r.quote in QUOTES.values() for r in recs)
+    g = run_sensitivity(settings("sensitivity", "tiny"), progress=False)
+    grid = sensitivity_records(sensitivity_claims(g))
+    assert grid and all(r.verdict == UNDECIDED for r in grid)

@@ -439,8 +439,11 @@ def _mimic_record(sec5: dict, protocol: dict | None) -> Claim:
         return normalised_distance(run["lr"], lrs[k]["lrs"])
 
     best = summarize_online(sec5)["best"]
-    ref = {k: min(dist(runs[m][best[m]].get(k), k) for m in ("hd", "rtho")
-                  if best.get(m) is not None) for k in seeds}
+    refs = [m for m in ("hd", "rtho") if best.get(m) is not None]
+    ref = {k: min(dist(runs[m][best[m]].get(k), k) for m in refs) for k in seeds} if refs \
+        else {}
+    if not refs:
+        seeds = []                       # no reference schedule: nothing can be compared
     cells = {}
     for m in sorted(r for r in runs if r.startswith("marthe-mu")):
         for b in sorted(runs[m]):
