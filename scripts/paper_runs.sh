@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Part II at the paper's scale: Appendix C's grid, then Section 5 (LRS-OPT and the online
-# sweep). Resumable: every finished unit is a file under <out>/<experiment>/paper/units/, and
-# running this again continues where it stopped (an LRS-OPT unit within its iterations).
+# Part II at the paper's scale: Appendix C's grid, Section 5 (LRS-OPT and the online sweep),
+# then the protocol study (MARTHE as its authors run it; the book's choices varied).
+# Resumable: every finished unit is a file under <out>/<experiment>/paper/units/, and running
+# this again continues where it stopped (an LRS-OPT unit within its iterations).
 #
 #   scripts/paper_runs.sh [OUT] [options of python -m hypergrad.experiments ...]
 #   nohup setsid nice -n 19 scripts/paper_runs.sh results > paper_runs.log 2>&1 &
@@ -12,7 +13,7 @@
 set -euo pipefail
 out=${1:-results}
 shift || true
-for experiment in sensitivity mnist-schedules; do
+for experiment in sensitivity mnist-schedules mnist-protocol; do
   python -m hypergrad.experiments "$experiment" --scale paper --out "$out" "$@"
   # the book reads the unit files; the runner's aggregate (16 MB for the two, not committed)
   # is derived from them and comes back in seconds by running this again
