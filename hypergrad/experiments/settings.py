@@ -87,9 +87,10 @@ def _mnist_protocol_settings(scale: str) -> dict:
         "experiment": "mnist-protocol", "scale": "paper", **task,
         "seeds": list(range(20)),
         # the order of the sweep: the authors' protocol with the release's clip first, the
-        # book's grid completed, then the unclipped protocol and the other choices
+        # book's grid completed, then the unclipped protocol and the other choices, then the
+        # LRS-OPT reference (added later: appended, so that the units before keep their order)
         "families": ["authors-clip100", "extend", "mu0.999", "authors-noclip", "eta0",
-                     "valbatch"],
+                     "valbatch", "lrs-adam", "lrs-pgd", "lrs-heldout"],
         # MARTHE as the authors' TensorFlow release runs it (lucfra/Marthe-TF at 0fe55287,
         # marthe/marthe_alg.py): β_0 = 1e-8 (l. 85); the user sets κ, the release's `beta`
         # ("the only real parameter to set", good values "between [1.e-15 and 1.e-6]",
@@ -117,6 +118,18 @@ def _mnist_protocol_settings(scale: str) -> dict:
             "hd": [3e-3, 1e-2, 3e-2], "rtho": [1e-5, 3e-5, 1e-4],
             "marthe-mu0.5": [3e-3, 1e-2, 3e-2], "marthe-mu0.9": [1e-4, 3e-4, 1e-3],
             "marthe-mu0.99": [3e-5, 1e-4, 3e-4], "marthe-auto-mu": [1e-4, 3e-4, 1e-3]}},
+        # An LRS-OPT reference that is shown to converge (issue 21, item 2): per seed, from
+        # η_t = 0.1, projected Adam with Section 5's step (0.03) and NO cap, for 500
+        # iterations, the mean of the last half of the iterates (Polyak–Ruppert) beside the
+        # last one, both recorded every 25 iterations and evaluated on `draws` fixed held-out
+        # draws of minibatches; seed 0 also by the paper's plain projected gradient descent
+        # (step 0.2, Section 5's paper setting) for as many iterations. One iteration took
+        # 14-22 s on one CPU thread at T = 500 (Section 5's LRS-OPT units): 2-3 h per run,
+        # ~20 min per held-out trace                                               [choice]
+        "lrs_ref": {"seeds": [0, 1, 2, 3], "pgd_seeds": [0], "init": 0.1,
+                    "step_size": {"adam": 0.03, "pgd": 0.2}, "max_lr": None,
+                    "iterations": 500, "average_from": 250, "snapshot_every": 25,
+                    "draws": 8},
     }
     if scale == "paper":
         return paper
@@ -128,6 +141,8 @@ def _mnist_protocol_settings(scale: str) -> dict:
     quick["mu0.999"]["betas"] = [1e-4, 1e-3]
     quick["eta0"]["betas"] = copy.deepcopy(small)
     quick["valbatch"]["betas"] = copy.deepcopy(small)
+    quick["lrs_ref"].update(seeds=[0, 1], iterations=12, average_from=4, snapshot_every=4,
+                            draws=4)
     if scale == "quick":
         return quick
     tiny = copy.deepcopy(quick)
@@ -136,6 +151,9 @@ def _mnist_protocol_settings(scale: str) -> dict:
     tiny["mu0.999"]["betas"] = [1e-3]
     tiny["eta0"]["betas"] = {"hd": [1e-2]}
     tiny["valbatch"].update(size=20, betas={"marthe-mu0.99": [1e-3]})
+    # every iteration a snapshot, so that the average can be checked against them
+    tiny["lrs_ref"].update(seeds=[0], iterations=4, average_from=2, snapshot_every=1,
+                           draws=3)
     return tiny
 
 
