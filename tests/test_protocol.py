@@ -94,3 +94,15 @@ def test_the_sweep_resumes_and_a_read_only_store_computes_nothing(tmp_path, tiny
     assert ro["missing"] == ["online_hd_beta0.03_seed1", "online_marthe-mu0.999_beta0.001_seed1"]
     assert all(isinstance(v, float) for r in ro["runs"].values() for v in r["lr"])
     assert torch.isfinite(torch.tensor(first["runs"]["online_hd_beta0.03_seed0"]["lr"])).all()
+
+
+def test_the_books_reading_below_its_grid_decimates_kappa_per_run(tiny):
+    s, task = tiny
+    (unit,) = family_units(s, "extend-marthe", 0)
+    u = unit.settings
+    assert (u["method"], u["mu"], u["kappa_start"]) == ("marthe", "auto", 0.1)
+    got = compute_unit(task, s, unit)
+    assert got["kappa_tries"] >= 1 and "beta" in got
+    # the κ it kept is the first from 0.1 down, by tenths, whose run did not diverge
+    assert got["kappa"] == pytest.approx(0.1 / 10 ** (got["kappa_tries"] - 1))
+    assert not got["diverged"]

@@ -90,11 +90,13 @@ def _clip_key(clip) -> str:
 
 
 def _online(s: dict, family: str, method: str, beta: float, seed: int, lr0: float,
-            val_batch: int | None, name: str) -> Unit:
-    mu = METHOD_MU[method]
+            val_batch: int | None, name: str, kappa_start: float | None = None) -> Unit:
+    mu = "auto" if method == "marthe" else METHOD_MU[method]
     settings_ = {**_task_settings(s), "family": family, "method": method, "mu": mu,
                  "beta": beta, "kappa": None, "clip": None, "lr0": lr0, "val_batch": val_batch,
                  "seed": seed}
+    if kappa_start is not None:             # κ selected per run (the book's reading)
+        settings_["kappa_start"] = kappa_start
     return Unit(name, _jsonable(settings_), ("online", method, beta, seed, lr0, val_batch))
 
 
@@ -152,6 +154,13 @@ def family_units(s: dict, family: str, seed: int) -> list[Unit]:
         return [_online(s, family, m, float(b), seed, s["lr0"], None,
                         f"online_{m}_beta{float(b):g}_seed{seed}")
                 for m, betas in s["extend"].items() for b in betas]
+    if family == "extend-marthe":
+        # the book's reading of adaptive β (β_0 on the axis, κ decimated from kappa_start per
+        # run, as Section 5's units) below its grid's edge
+        e = s["extend-marthe"]
+        return [_online(s, family, "marthe", float(b), seed, s["lr0"], None,
+                        f"online_marthe_beta{float(b):g}_seed{seed}",
+                        kappa_start=e["kappa_start"]) for b in e["betas"]]
     if family == "mu0.999":
         return [_online(s, family, "marthe-mu0.999", float(b), seed, s["lr0"], None,
                         f"online_marthe-mu0.999_beta{float(b):g}_seed{seed}")
@@ -193,7 +202,7 @@ def finish_unit(s: dict, unit: Unit, run: dict) -> dict:
     keep = ["lr"]
     if unit.settings["mu"] == "auto":
         keep.append("mu")
-    if unit.settings["kappa"] is not None:
+    if unit.settings["kappa"] is not None or unit.settings.get("kappa_start") is not None:
         keep.append("beta")
     return compact_run(run, tuple(keep))
 
@@ -223,6 +232,26 @@ def _run(task: MnistTask, s: dict, seed: int, lr0: float, beta: float, mu, kappa
             **task.evaluate(tuner.params(ostate)), **vars(hist)}
 
 
+def _select(task: MnistTask, s: dict, u: dict) -> dict:
+    """The book's reading of adaptive β: κ from ``kappa_start`` divided by 10 until the run
+    does not diverge (Section 4's procedure, as Section 5's units run it)."""
+    from hypergrad.experiments.store import select_kappa
+
+    tries = []
+
+    def attempt(kappa):
+        tries.append(kappa)
+        return _run(task, s, u["seed"], u["lr0"], u["beta"], "auto", kappa, None,
+                    u["val_batch"])
+
+    try:
+        run = select_kappa(attempt, u["kappa_start"], max_tries=8)[1]
+    except DivergenceError:
+        run = _run(task, s, u["seed"], u["lr0"], u["beta"], "auto", 0.0) | {"kappa": None}
+    run["kappa_tries"] = len(tries)
+    return run
+
+
 def compute_unit(task: MnistTask, s: dict, unit: Unit, store: UnitStore | None = None,
                  progress: bool = False) -> dict:
     """Compute one unit of :func:`plan_units` (alone).
@@ -239,6 +268,8 @@ def compute_unit(task: MnistTask, s: dict, unit: Unit, store: UnitStore | None =
             return _lrs_ref_run(task, s, unit, store, progress)
         return _lrs_ref_heldout(task, s, unit, store, progress)
     u = unit.settings
+    if u.get("kappa_start") is not None:
+        return finish_unit(s, unit, _select(task, s, u))
     run = _run(task, s, u["seed"], u["lr0"], u["beta"], u["mu"], u["kappa"], u["clip"],
                u["val_batch"])
     return finish_unit(s, unit, run)

@@ -89,8 +89,8 @@ def _mnist_protocol_settings(scale: str) -> dict:
         # the order of the sweep: the authors' protocol with the release's clip first, the
         # book's grid completed, then the unclipped protocol and the other choices, then the
         # LRS-OPT reference (added later: appended, so that the units before keep their order)
-        "families": ["authors-clip100", "extend", "mu0.999", "authors-noclip", "eta0",
-                     "valbatch", "lrs-adam", "lrs-pgd", "lrs-heldout"],
+        "families": ["authors-clip100", "extend", "extend-marthe", "mu0.999", "authors-noclip",
+                     "eta0", "valbatch", "lrs-adam", "lrs-pgd", "lrs-heldout"],
         # MARTHE as the authors' TensorFlow release runs it (lucfra/Marthe-TF at 0fe55287,
         # marthe/marthe_alg.py): β_0 = 1e-8 (l. 85); the user sets κ, the release's `beta`
         # ("the only real parameter to set", good values "between [1.e-15 and 1.e-6]",
@@ -103,6 +103,8 @@ def _mnist_protocol_settings(scale: str) -> dict:
                                1e-5]},
         # Section 5's β grid extended past the edge where a method's best β lies there
         "extend": {"hd": [3e-2, 1e-1], "marthe-mu0.5": [3e-2, 1e-1]},
+        # … and the book's reading of adaptive β (best β_0 = 1e-5, the grid's lower edge)
+        "extend-marthe": {"betas": [3e-6, 1e-6], "kappa_start": 1e-1},
         # the authors' MNIST grid has μ = 0.999 (marthe/mnist_comparison.py at 768916d3,
         # l. 190-192: lr0=0., mu=[0., 0.5, 0.9, 0.999, 1.], a fixed β in 1e-6 … 1e-3)
         "mu0.999": {"betas": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]},
@@ -138,6 +140,7 @@ def _mnist_protocol_settings(scale: str) -> dict:
     quick.update(scale="quick", **task, seeds=[0, 1])
     quick["authors"]["kappas"] = [1e-9, 1e-7, 1e-5, 1e-3]
     quick["extend"] = {"hd": [3e-2]}
+    quick["extend-marthe"]["betas"] = [1e-5]
     quick["mu0.999"]["betas"] = [1e-4, 1e-3]
     quick["eta0"]["betas"] = copy.deepcopy(small)
     quick["valbatch"]["betas"] = copy.deepcopy(small)
@@ -149,6 +152,7 @@ def _mnist_protocol_settings(scale: str) -> dict:
     tiny.update(scale="tiny", **task, seeds=[0])
     tiny["authors"]["kappas"] = [1e-9, 1e-5]
     tiny["mu0.999"]["betas"] = [1e-3]
+    tiny["extend-marthe"]["betas"] = [1e-3]
     tiny["eta0"]["betas"] = {"hd": [1e-2]}
     tiny["valbatch"].update(size=20, betas={"marthe-mu0.99": [1e-3]})
     # every iteration a snapshot, so that the average can be checked against them
