@@ -17,6 +17,8 @@ SCALES = ("tiny", "quick", "paper")
 LABELS = {
     "fixed": "fixed η", "lrs-opt": "LRS-OPT", "hd": "HD", "rtho": "RTHO",
     "marthe-auto-mu": "MARTHE (adaptive μ)", "marthe": "MARTHE (adaptive μ and β)",
+    "marthe-authors": "MARTHE (adaptive μ and β, the authors' protocol)",
+    "marthe-authors-noclip": "MARTHE (the authors' protocol, Δ not clipped)",
     "exponential": "exponential decay", "staircase": "staircase", "sgdr": "SGDR",
 }
 
