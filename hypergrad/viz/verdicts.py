@@ -29,6 +29,8 @@ NAMES = {
     "vs-fixed[marthe-auto-mu]": "adaptive μ vs constant η",
     "mu-mimics": "fixed μ mimics LRS-OPT at few β",
     "marthe-captures": "MARTHE captures LRS-OPT's shape",
+    "marthe-captures[marthe-authors]": "MARTHE (authors') captures LRS-OPT's shape",
+    "rises-early[marthe-authors]": "MARTHE (authors') rises early, decays sharply",
     "cost": "online runs cost a fraction of LRS-OPT",
     "rises-early": "MARTHE rises early, decays sharply",
     "longer-horizon": "longer horizons: Δ_t's sign right more often",
