@@ -77,7 +77,7 @@ class Claim:
 
     ``key`` names it; ``quote`` is the paper's words (a key of :data:`QUOTES`' text, or
     ``None`` for a reading the paper does not state in words); ``reading`` says in words what
-    is measured; ``value`` is the measurement as text; ``stats`` the :func:`paired` result of
+    is measured; ``value`` is the measurement as text; ``stats`` the :func:`.paired` result of
     the per-seed differences when the measurement is one (``None`` otherwise); ``verdict`` is
     ``HOLDS``/``FAILS``/``UNDECIDED``; ``depends`` lists the choices of the book it rests on.
     """
@@ -174,7 +174,7 @@ def selected(table: dict, method: str, seeds: list[str]) -> dict | None:
 
 def versus(table: dict, a: str, b: str, seeds: list[str]) -> dict | None:
     """Method ``a`` against method ``b``, paired over ``seeds``, each with its hyperparameter
-    cross-fitted on the same halves: :func:`paired` of the held-out differences (``a − b``)
+    cross-fitted on the same halves: :func:`.paired` of the held-out differences (``a − b``)
     with ``chosen`` (each method's choice per half). ``None`` when either lacks the seeds."""
     ha, hb = _complete(table, a, seeds), _complete(table, b, seeds)
     if not ha or not hb or len(seeds) < 2:
@@ -390,6 +390,7 @@ def section5_records(sec5: dict, claims: dict, protocol: dict | None = None,
                       f"{_mean_text(d['rtho'])}", c7["v"],
                       ("lrs-surrogate", "distance", "beta0")))
     recs += _authors_shape_records(sec5, protocol, table, aseeds, c)
+    recs += _decimation_records(sec5, protocol, aseeds)
     c9 = c["c9"]
     recs.append(Claim("cost", QUOTES["cost"],
                       "wall time of one LRS-OPT run at the paper's 5000 iterations over one "
@@ -569,3 +570,33 @@ def _authors_shape_records(sec5: dict, protocol: dict | None, table: dict, seeds
                      v7 if len(common) >= 2 else UNDECIDED,
                      ("lrs-surrogate", "distance")))
     return out
+
+
+def _decimation_records(sec5: dict, protocol: dict | None, seeds: list[str]) -> list[Claim]:
+    """Section 4's κ selection and its premise, read off the authors' κ grid: where the runs
+    that diverge do so, and what the procedure's κ scores against a cross-fitted one."""
+    if protocol is None or len(seeds) < 2:
+        return []
+    rec = protocol_records(sec5, protocol)
+    runs = [r for name, r in protocol["runs"].items()
+            if name.startswith("authors_clip100_") and name.rpartition("_seed")[2] in seeds]
+    T = sec5["settings"]["T"]
+    div = [r["diverged_at"] / T for r in runs if r["diverged"] and r["diverged_at"] is not None]
+    early = sum(x < 0.1 for x in div)
+    v_div = UNDECIDED if not div else HOLDS if early == len(div) else FAILS
+    dec = rec["decimation"]["vs_selected"]
+    picks = sorted({k for k in rec["decimation"]["kappa"].values() if k is not None})
+    return [
+        Claim("kappa-diverges", QUOTES["kappa-diverges"],
+              "the authors' protocol: of the runs that diverge, those that do so in the first "
+              f"tenth of the steps ({len(seeds)} seeds)",
+              f"{early} of {len(div)} (diverged at "
+              + ", ".join(f"{x:.0%}" for x in sorted(div)[:6])
+              + (" …" if len(div) > 6 else "") + " of the run)", v_div, ("threshold",)),
+        Claim("decimate", QUOTES["decimate"],
+              "the κ the procedure picks per seed (from the top of the grid, the first run "
+              "that does not diverge) against κ chosen on the other half of the seeds; "
+              "holds: the procedure scores higher",
+              f"picks {', '.join(f'{k:g}' for k in picks)}; " + _diff_text(dec), _v(dec), (),
+              dec),
+    ]

@@ -32,6 +32,8 @@ NAMES = {
     "marthe-captures[marthe-authors]": "MARTHE (authors') captures LRS-OPT's shape",
     "rises-early[marthe-authors]": "MARTHE (authors') rises early, decays sharply",
     "cost": "online runs cost a fraction of LRS-OPT",
+    "kappa-diverges": "too large a κ diverges early",
+    "decimate": "decimated κ vs cross-fitted κ",
     "rises-early": "MARTHE rises early, decays sharply",
     "longer-horizon": "longer horizons: Δ_t's sign right more often",
     "lrs-beats-fixed": "LRS-OPT vs constant η",
