@@ -40,7 +40,7 @@ from hypergrad._autodiff import is_transformed as _is_transformed
 from hypergrad.tree import tree_map, tree_zeros_like
 
 Params = dict[str, torch.Tensor]
-#: A minibatch: whatever the loss takes (``(x, y)`` for the models here, ``None`` for test functions).
+#: A minibatch — whatever the loss takes (``(x, y)`` for the models here, ``None`` for test functions).
 Batch = Any
 
 
@@ -97,9 +97,9 @@ class Dynamics:
     slots: tuple[str, ...]
     update: Update
     hyperparams: dict = field(default_factory=dict)
-    #: optional hand-derived tangent of ``update`` (a faster specialised path): ``(w, g, η, k,
-    #: ẇ, ġ) -> (U, ∂U/∂w·ẇ + ∂U/∂g·ġ + ∂U/∂η, ∂U/∂η)``; ``ẇ = ġ = None`` mean zero.
-    #: The tests check it against autodiff of ``update``.
+    #: optional hand-derived tangent of ``update`` (a faster specialised path), mapping
+    #: ``(w, g, η, k, ẇ, ġ)`` to ``(U, ∂U/∂w·ẇ + ∂U/∂g·ġ + ∂U/∂η, ∂U/∂η)``; ``ẇ = ġ = None``
+    #: mean zero. The tests check it against autodiff of ``update``.
     update_jvp: Callable | None = None
 
     # -- state

@@ -1,9 +1,11 @@
-"""The exact hypergradient of a schedule, ``∇f_T(η)`` (the paper's Eq. 2–4).
+r"""The exact hypergradient of a schedule, ``∇f_T(η)`` (the paper's Eq. 2–4).
 
 ``f_T(η) = E(θ(w_T))`` with ``w_{t+1} = Φ_t(w_t, η_t)``. Its gradient (Eq. 2) is
 ``(dw_T/dη)ᵀ ∇E(w_T)``, and entry ``t`` (Eq. 4) is
 
-    ∂f_T/∂η_t = ∇E(w_T)ᵀ A_{T-1} ⋯ A_{t+1} B_t,
+.. math::
+
+    ∂f_T/∂η_t = ∇E(w_T)^\top A_{T-1} ⋯ A_{t+1} B_t,
 
 which depends only on the trajectory *after* step ``t``.
 

@@ -1,8 +1,10 @@
-"""LRS-OPT: Problem (1) solved by projected gradient descent on the whole schedule.
+r"""LRS-OPT: Problem (1) solved by projected gradient descent on the whole schedule.
 
 LRS-OPT treats the schedule ``η ∈ R^T_{≥0}`` as the hyperparameter of Problem (1),
 
-    min_{η ≥ 0} f_T(η) = E(θ(w_T(η))),
+.. math::
+
+    \min_{η ≥ 0} f_T(η) = E(θ(w_T(η))),
 
 and runs ``η ← Π(η − γ ∇f_T(η))`` with the exact hypergradient of Eq. 4 (reverse mode), where
 ``Π`` projects onto ``[0, max_lr]``. Every iteration restarts from the same initial weights
@@ -579,16 +581,16 @@ def trace_heldout(dyn: Dynamics, params: Params | State,
                   objective: Callable) -> dict:
     """``f_T`` of LRS-OPT's recorded schedules on fixed held-out draws: the convergence trace.
 
-    Each snapshot of a run with ``snapshot_every`` (:attr:`LrsOptResult.snapshots`) holds the
-    schedule ``η_n`` after iteration ``n`` and the averaged one ``η̄`` (or ``None`` before
+    Each snapshot of a run with ``snapshot_every`` (:class:`LrsOptResult`'s ``snapshots``) holds
+    the schedule ``η_n`` after iteration ``n`` and the averaged one ``η̄`` (or ``None`` before
     averaging began); both are evaluated by :func:`heldout_objective` on the same ``draws``, so
     the values are paired across snapshots and between ``η_n`` and ``η̄``. A reference has
     converged when these stop moving beyond the spread of the draws.
 
     Returns:
-        ``{"iteration": [n, …], "lrs": [[f_T per draw] per snapshot], "averaged": [[f_T per
-        draw] or None per snapshot], "draws": number of draws}``; ``None`` for a draw that
-        diverges.
+        A dict with ``"iteration"`` (``[n, …]``), ``"lrs"`` (``f_T`` per draw, per snapshot),
+        ``"averaged"`` (``f_T`` per draw of ``η̄``, or ``None``, per snapshot) and ``"draws"``
+        (the number of draws); ``None`` for a draw that diverges.
     """
     if isinstance(snapshots, LrsOptResult):
         if snapshots.snapshots is None:

@@ -113,6 +113,7 @@ class SmallCNN(nn.Module):
         self.classifier = nn.Linear(2 * width * 7 * 7, num_classes)
 
     def forward(self, x):
+        """Logits of a batch ``x`` of 28x28 images (flattened rows are reshaped first)."""
         if x.dim() == 2:
             x = x.reshape(len(x), self.in_channels, 28, 28)
         return self.classifier(self.features(x).flatten(1))
@@ -138,6 +139,7 @@ class VGG(nn.Module):
         self.classifier = nn.Linear(c, num_classes)
 
     def forward(self, x):
+        """Logits of a batch ``x`` of 32x32 images."""
         return self.classifier(self.features(x).flatten(1))
 
 
@@ -164,6 +166,7 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x):
+        """``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``."""
         out = F.relu(self.bn1(self.conv1(x)))
         return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
@@ -186,6 +189,7 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(c, num_classes)
 
     def forward(self, x):
+        """Logits of a batch ``x`` of 32x32 images."""
         out = self.layers(F.relu(self.bn1(self.conv1(x))))
         return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
 

@@ -1,12 +1,16 @@
-"""Online schedules: HD, RTHO and MARTHE as one algorithm (the paper's Algorithm 1).
+r"""Online schedules: HD, RTHO and MARTHE as one algorithm (the paper's Algorithm 1).
 
 MARTHE keeps one state-sized tangent, the discounted accumulation of Eq. 9,
 
-    Z_{t+1} = μ_t A_t Z_t + B_t,   Z_0 = 0,
+.. math::
+
+    Z_{t+1} = μ_t A_t Z_t + B_t, \qquad Z_0 = 0,
 
 and moves the learning rate along the online hypergradient estimate of Eq. 11,
 
-    Δ_t = ∇E(θ(w_t))ᵀ θ(Z_t),      η_t = max(η_{t-1} − β_t Δ_t, 0).
+.. math::
+
+    Δ_t = ∇E(θ(w_t))^\top θ(Z_t), \qquad η_t = \max(η_{t-1} − β_t Δ_t, 0).
 
 ``μ = 0`` gives HD (Baydin et al., ``Z_t = B_{t-1}``) and ``μ = 1`` gives RTHO (Franceschi
 et al., ``Z_t`` is the derivative of ``w_t`` along a constant schedule); :class:`HD` and
@@ -280,11 +284,12 @@ class Marthe(_Tuner):
 
     @property
     def kind(self) -> str:
+        """``"tangent"``, or ``"tangent+auto-mu"`` with ``mu="auto"`` (see :func:`state_spec`)."""
         return "tangent+auto-mu" if self.adaptive_mu else "tangent"
 
     @property
     def needs_hvp(self) -> bool:
-        """False for HD (``μ = 0`` fixed): ``A_t Z_t`` is never formed."""
+        """Whether a step forms ``A_t Z_t``; False for HD (``μ = 0`` fixed), which never does."""
         return self.adaptive_mu or self.mu != 0.0
 
     # ------------------------------------------------------------------ state

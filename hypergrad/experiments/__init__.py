@@ -3,25 +3,26 @@
 Four experiments, each a pure function of a settings dict that returns a JSON-serialisable
 dict (lists, numbers, strings, ``None`` for a missing value):
 
-* :func:`run_mnist_schedules` — Section 5: LRS-OPT with the exact hypergradient, the online
+* :func:`.run_mnist_schedules` — Section 5: LRS-OPT with the exact hypergradient, the online
   schedules of HD, RTHO and MARTHE against ``β``, and the quality of the online hypergradient
   estimates against the exact ``∂f_T/∂η_t`` along the same trajectory;
-* :func:`run_real_world` — Section 6: fixed schedules (exponential decay, staircase, SGDR)
+* :func:`.run_real_world` — Section 6: fixed schedules (exponential decay, staircase, SGDR)
   against HD (on the training loss), RTHO and MARTHE, on MNIST at quick scale and on
   CIFAR-10 (VGG-11-BN, SGD-momentum) / CIFAR-100 (ResNet-18, Adam) at paper scale;
-* :func:`run_mnist_protocol` — Section 5's choices measured the other way: MARTHE as the
+* :func:`.run_mnist_protocol` — Section 5's choices measured the other way: MARTHE as the
   authors' release runs it (β_0 = 1e-8, κ on a grid, Δ clipped at ±100 or not), the β grid
   extended, μ = 0.999, η_0 = 0.1, E on a validation minibatch;
-* :func:`run_sensitivity` — Appendix C: MARTHE's final validation error over a ``β × μ`` grid.
+* :func:`.run_sensitivity` — Appendix C: MARTHE's final validation error over a ``β × μ`` grid.
 
-Analyses (used by the chapters; they read results and never train): :func:`mnist_claims`,
-:func:`real_world_claims` and :func:`sensitivity_claims` turn each claim of the paper into
-measurements and a verdict, with one rule for "beyond noise" (:func:`compare`: a difference
+Analyses (used by the chapters; they read results and never train): :func:`.mnist_claims`,
+:func:`.real_world_claims` and :func:`.sensitivity_claims` turn each claim of the paper into
+measurements and a verdict, with one rule for "beyond noise" (:func:`.compare`: a difference
 counts when it lies outside its 95 % confidence interval over seeds, and is undecided
 otherwise);
-:func:`sci`, :func:`plural` and :func:`md_table` format what the chapters print.
+:func:`~hypergrad.experiments.analysis.sci`, :func:`.plural` and :func:`.md_table` format what
+the chapters print.
 
-:func:`settings` gives each experiment's settings at a scale (``"tiny"`` for tests,
+:func:`.settings` gives each experiment's settings at a scale (``"tiny"`` for tests,
 ``"quick"`` for the book on a CPU, ``"paper"`` for the paper's settings on a GPU).
 
 Resuming
@@ -31,7 +32,7 @@ run). With an output folder, every finished unit is saved to its own JSON file u
 ``<out>/units/`` with the settings that determine it; a later call skips the units whose file
 holds the same settings, so an interrupted run resumes without redoing finished work (an
 LRS-OPT unit also resumes *within* the unit, through :func:`hypergrad.lrs_opt.lrs_opt`;
-a training run of :func:`run_real_world` resumes from its last finished epoch). A unit file
+a training run of :func:`.run_real_world` resumes from its last finished epoch). A unit file
 with other settings is recomputed (the old file is kept as ``*.json.stale``).
 
 Command line::
@@ -42,12 +43,12 @@ Command line::
 
 writes ``results/<experiment>/<scale>/results.json`` (settings, results and
 :func:`hypergrad.io.run_metadata`: commit, hardware, versions, wall time) and the unit
-files beside it. For ``mnist-schedules`` and ``sensitivity`` the long units (:class:`Unit`,
+files beside it. For ``mnist-schedules`` and ``sensitivity`` the long units (:class:`.Unit`,
 ``plan_units`` of each experiment) are computed by worker processes
 (:mod:`hypergrad.experiments.parallel`; ``--workers``, default one single-thread worker per
 CPU core) in populations whose size is measured on the experiment's model (``--population``).
 The paper-scale unit files are committed with the book as they finish
-(``scripts/paper_runs.sh``); :func:`committed` reads them as they are (progress, wall time, machine, and the result of the
+(``scripts/paper_runs.sh``); :func:`.committed` reads them as they are (progress, wall time, machine, and the result of the
 complete seeds) without computing anything, for the chapters' paper-scale sections.
 """
 

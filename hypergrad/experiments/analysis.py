@@ -239,5 +239,5 @@ def signal_to_noise(mean, sd, draws: int) -> dict:
             "draws_needed": _median(need), "steps": int(len(m))}
 
 
-#: ``"on par"`` (chapter 6): a gap in test accuracy below half a point never counts as worse.
+#: ``"on par"`` (chapter 6) — a gap in test accuracy below half a point never counts as worse.
 PAR_MARGIN = 0.005

@@ -81,7 +81,7 @@ def committed(experiment: str, root: str | os.PathLike = "results", scale: str =
     """What the committed unit files of ``experiment`` at ``scale`` under ``root`` hold.
 
     Reads ``<root>/<experiment>/<scale>/units/*.json`` and computes nothing. ``s``: the
-    settings of the plan (default: :func:`~hypergrad.experiments.settings` of ``scale``).
+    settings of the plan (default: :func:`~hypergrad.experiments.settings.settings` of ``scale``).
     Returns::
 
         {"experiment", "scale", "folder", "settings",

@@ -64,7 +64,7 @@ __all__ = ["FAMILIES", "LRS_FAMILIES", "METHOD_MU", "plan_units", "family_units"
            "finish_unit", "committed_protocol", "run_mnist_protocol", "decimate",
            "lrs_convergence", "lrs_versus"]
 
-#: the families of units (the authors' runs one family per clip: ``c`` = 100 or none)
+#: the families of units (the authors' runs one family per clip, ``c`` = 100 or none)
 FAMILIES = ("authors-clip100", "authors-noclip", "extend", "mu0.999", "eta0", "valbatch",
             "lrs-adam", "lrs-pgd", "lrs-heldout")
 
@@ -258,7 +258,7 @@ def compute_unit(task: MnistTask, s: dict, unit: Unit, store: UnitStore | None =
 
     An LRS-OPT reference unit (``unit.compute[0] == "lrs_opt"``) is looked up in ``store``
     and, when not stored, computed (resuming from its partial file), stored and returned: it
-    stores itself, as :func:`hypergrad.experiments.parallel._compute_job` expects. A held-out
+    stores itself, as ``hypergrad.experiments.parallel._compute_job`` expects. A held-out
     unit loads (or computes) its run first. With a read-only store a unit not stored is a
     :class:`~hypergrad.experiments.store.MissingUnit`. Other units are returned, not
     stored (their caller stores them)."""

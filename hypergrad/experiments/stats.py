@@ -7,7 +7,7 @@ differences (lists of floats, one per seed):
 
 * :func:`paired`: mean, standard deviation, standard error and exact 95 % interval; the
   Wilcoxon signed-rank test and an exact sign-flip permutation test of the mean; the t verdict
-  (exactly :func:`compare`'s), the robust verdict (Wilcoxon) and whether the two agree.
+  (exactly :func:`.compare`'s), the robust verdict (Wilcoxon) and whether the two agree.
 * :func:`leave_one_out`: the t verdict with each seed left out in turn (is it carried by one
   seed?).
 * :func:`cross_fit`, :func:`cross_fit_paired`: a hyperparameter (β) chosen on half of the seeds
@@ -18,7 +18,7 @@ differences (lists of floats, one per seed):
 ``±`` in the book always means one standard error over seeds, ``sd/√n`` (:data:`PLUS_MINUS`
 says so in words); intervals are written out as "95 % CI lo to hi".
 
-As in :func:`compare`, ``None`` and non-finite values (NaN, ±inf) are dropped before anything
+As in :func:`.compare`, ``None`` and non-finite values (NaN, ±inf) are dropped before anything
 is computed, and ``n`` counts the values left. A seed whose run diverged should therefore be
 scored by the caller (the book scores its accuracy 0), not passed as NaN, or it silently leaves
 the comparison.
@@ -54,7 +54,7 @@ _NAMES = {HOLDS: "holds", FAILS: "fails", UNDECIDED: "undecided"}
 
 
 def _finite(values: Iterable) -> list[float]:
-    """``values`` as floats without ``None`` and non-finite ones, as :func:`compare` keeps them."""
+    """``values`` as floats without ``None`` and non-finite ones, as :func:`.compare` keeps them."""
     return [float(x) for x in values if x is not None and math.isfinite(float(x))]
 
 
@@ -116,13 +116,13 @@ def paired(diffs: Iterable[float], *, alpha: float = 0.05) -> dict:
       ``±``), ``t`` (Student's two-sided ``1 − alpha`` quantile, ``n − 1`` degrees of
       freedom) and ``lo``, ``hi``, the ``1 − alpha`` interval ``mean ∓ t × se`` of the mean;
     * ``median``; ``wilcoxon_p``, the two-sided p of the Wilcoxon signed-rank test
-      (:func:`scipy.stats.wilcoxon`, ``zero_method='wilcox'``: a zero difference, e.g. two runs
+      (``scipy.stats.wilcoxon``, ``zero_method='wilcox'``: a zero difference, e.g. two runs
       that both diverged, carries no sign and is dropped, Wilcoxon's own treatment; for up to
       13 values scipy then computes the p exactly, by enumerating signs, even with ties; all
       zeros give ``p = 1``); ``perm_p``, the exact sign-flip permutation p of the mean
       (:func:`sign_flip_p`);
     * ``verdict``: the t verdict, ``HOLDS`` when ``lo > 0``, ``FAILS`` when ``hi < 0``, else
-      ``UNDECIDED``; at ``alpha = 0.05`` it is :func:`compare`'s, computed the same way;
+      ``UNDECIDED``; at ``alpha = 0.05`` it is :func:`.compare`'s, computed the same way;
     * ``robust``: the Wilcoxon verdict, ``HOLDS``/``FAILS`` when ``wilcoxon_p < alpha`` and
       the median is above/below zero, else ``UNDECIDED``; ``agree``: ``verdict == robust``;
     * ``loo``: :func:`leave_one_out` of the same differences (``loo["stable"]``).
@@ -156,10 +156,10 @@ def paired(diffs: Iterable[float], *, alpha: float = 0.05) -> dict:
 
 
 def leave_one_out(diffs: Sequence[float], seeds: Sequence | None = None) -> dict:
-    """The t verdict (:func:`compare`) with each seed left out in turn.
+    """The t verdict (:func:`.compare`) with each seed left out in turn.
 
     ``seeds`` names the entries of ``diffs`` (default: their positions); ``None`` and
-    non-finite entries are dropped first, as :func:`compare` drops them, and are never "left
+    non-finite entries are dropped first, as :func:`.compare` drops them, and are never "left
     out". Returns ``verdict`` (on all seeds), ``verdicts`` (seed → verdict without it),
     ``counts`` (``{"holds", "fails", "undecided"}`` over those), ``stable`` (every
     leave-one-out verdict equals the full one; true for an empty list) and ``flips`` (the seeds
