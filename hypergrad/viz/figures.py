@@ -325,7 +325,7 @@ def protocol_figure(rec: dict) -> Figure:
     protocol against κ, Δ clipped at ±100 and not; (b) the other online methods against β
     (the book's reading of adaptive β against β_0). Dashed: the constant η."""
     seeds, table = rec["seeds"], rec["table"]
-    fig = new_figure(height=6.4)
+    fig = new_figure(height=8.4)
     top, bottom = fig.subplots(2, 1)
 
     def curve(ax, method, **kw):
@@ -354,6 +354,7 @@ def protocol_figure(rec: dict) -> Figure:
     top.set_title("(a) MARTHE, the authors' protocol", fontsize=11)
     bottom.set_xlabel("β (β_0 for MARTHE with adaptive β)", fontsize=10)
     bottom.set_title("(b) the other online methods", fontsize=11)
-    top.legend(fontsize=9, loc="lower right", frameon=False)
-    bottom.legend(fontsize=9, loc="lower left", frameon=False, ncol=2)
+    for ax in (top, bottom):          # below each panel, never on the data
+        ax.legend(fontsize=10, loc="upper center", bbox_to_anchor=(0.5, -0.28),
+                  frameon=False, ncol=3)
     return fig

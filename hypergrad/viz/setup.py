@@ -52,10 +52,9 @@ def chapter_setup(seed: int = 0, scale: str | None = None, device: str | None = 
         torch.set_num_threads(threads)
     seed_everything(seed)
     _inline_figures()
-    if verbose:
-        n = torch.get_num_threads()
+    if verbose:                      # what a reader needs: versions, device, scale, seed
         print(f"hypergrad {_version()} · torch {torch.__version__} · {setup.device} · "
-              f"{n} thread{'s' if n != 1 else ''} · {setup.scale} scale · seed {seed}")
+              f"{setup.scale} scale · seed {seed}")
     return setup
 
 

@@ -55,13 +55,19 @@ def _verdict_cell(c: Claim) -> str:
 
 
 def claims_markdown(records: Sequence[Claim], names: dict[str, str] | None = None) -> str:
-    """A Markdown table of ``records``: the paper's words (or the reading, for a claim the
-    paper does not state in words), what is measured and its value, the verdict (with
-    Wilcoxon's where it differs from the t interval's), and the choices it rests on."""
-    names = names or {}
-    rows = []
+    """A Markdown table of ``records``: the paper's words (once for several readings of the
+    same sentence; "—" for a reading the paper does not state in words), what is measured and
+    its value, the verdict (with Wilcoxon's where it differs from the t interval's), and the
+    choices it rests on."""
+    rows, last = [], None
     for c in records:
-        said = f"“{c.quote}”" if c.quote else f"({names.get(c.key, c.reading)})"
+        if c.quote is None:
+            said = "—"
+        elif c.quote == last:
+            said = "(the same sentence)"
+        else:
+            said = f"“{c.quote}”"
+        last = c.quote
         rows.append([said, f"{c.reading}: {c.value}", _verdict_cell(c),
                      ", ".join(c.depends) or "—"])
     return md_table(["the paper", "measured", "verdict", "rests on"], rows)
