@@ -169,3 +169,32 @@ def test_section5_and_grid_records_from_tiny_runs(tmp_path):
     g = run_sensitivity(settings("sensitivity", "tiny"), progress=False)
     grid = sensitivity_records(sensitivity_claims(g))
     assert grid and all(r.verdict == UNDECIDED for r in grid)
+
+
+def test_the_authors_records_read_the_kappa_grid_by_cross_fitting():
+    """Shape and decimation records of the authors' protocol on a hand-made grid: a κ too
+    large diverges at step 1 of 20, the middle κ trains best, the smallest barely moves."""
+    from hypergrad.experiments.claims import _authors_shape_records, _decimation_records
+
+    T, seeds = 20, ["0", "1", "2", "3"]
+    rise_fall = [min(t, T - t) / 10 for t in range(T)]
+    runs = {}
+    for k in seeds:
+        j = 0.001 * int(k)
+        runs[f"authors_clip100_kappa1e-09_seed{k}"] = {
+            "diverged": False, "diverged_at": None, "val_acc": 0.90 + j, "lr": [0.01] * T}
+        runs[f"authors_clip100_kappa1e-07_seed{k}"] = {
+            "diverged": False, "diverged_at": None, "val_acc": 0.95 + j, "lr": rise_fall}
+        runs[f"authors_clip100_kappa1e-05_seed{k}"] = {
+            "diverged": True, "diverged_at": 1, "val_acc": None, "lr": [1.0, 5.0]}
+    sec5 = _sec5({"hd": {1e-3: [0.8] * 4}, "fixed": [0.94] * 4})
+    sec5["settings"]["T"] = T
+    table = accuracy_table(sec5, {"runs": runs})
+    shape = _authors_shape_records(sec5, {"runs": runs}, table, seeds,
+                                   {"c7": {"dist": {"hd": [], "rtho": []}, "seeds": []}})
+    rises = next(r for r in shape if r.key == "rises-early[marthe-authors]")
+    assert "peak at 0.50" in rises.value            # the peak at T/2: not in the first half
+    assert rises.verdict != HOLDS
+    div, dec = _decimation_records(sec5, {"runs": runs}, seeds)
+    assert div.verdict == HOLDS and div.value.startswith("4 of 4")    # step 1 of 20
+    assert "picks 1e-07" in dec.value and dec.stats["mean"] == 0.0    # the same κ as tuning
