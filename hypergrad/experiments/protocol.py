@@ -332,14 +332,9 @@ def _lrs_ref_run(task: MnistTask, s: dict, unit: Unit, store: UnitStore,
     while (not store.readonly and store.lookup(name, u) is None
            and _computed_elsewhere(store, name)):
         time.sleep(LRS_POLL_S)           # another worker computes it: wait, do not duplicate
-    found = store.lookup(name, u)
+    found = store.load(name, u)
     if found is not None:
-        if name not in store.memory:
-            store.loaded += 1
-        store.memory[name] = (u, found)
         return found
-    if store.readonly:
-        raise MissingUnit(name, store.why_missing(name))
     params = task.init_params(seed)
     save_path = store.partial(name, {"unit": u})       # a bad one is set aside
     start = time.perf_counter()

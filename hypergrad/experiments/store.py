@@ -168,8 +168,10 @@ class UnitStore:
         atomic_write_json(tag, {"settings": unit_settings})
         return path
 
-    def get(self, name: str, unit_settings: dict, compute: Callable[[], dict]) -> dict:
-        unit_settings = _jsonable(unit_settings)
+    def load(self, name: str, unit_settings: dict) -> dict | None:
+        """The stored result of ``name`` with these settings (counted in ``loaded`` once and
+        kept in memory), ``None`` when there is none; a read-only store raises
+        :class:`MissingUnit` instead of returning ``None``."""
         found = self.lookup(name, unit_settings)
         if found is not None:
             if name not in self.memory:
@@ -178,6 +180,13 @@ class UnitStore:
             return found
         if self.readonly:
             raise MissingUnit(name, self.why_missing(name))
+        return None
+
+    def get(self, name: str, unit_settings: dict, compute: Callable[[], dict]) -> dict:
+        unit_settings = _jsonable(unit_settings)
+        found = self.load(name, unit_settings)
+        if found is not None:
+            return found
         start = time.perf_counter()
         result = _jsonable(compute())
         self.put(name, unit_settings, result, time.perf_counter() - start)
