@@ -155,8 +155,12 @@ def test_mimic_is_tested_as_stated_a_few_beta_closer_than_hd_and_rtho():
 
 def test_section5_and_grid_records_from_tiny_runs(tmp_path):
     from hypergrad.experiments import mnist_claims, run_mnist_schedules, settings
-    from hypergrad.experiments.claims import section5_records, sensitivity_records
-    from hypergrad.experiments.sensitivity import run_sensitivity, sensitivity_claims
+    from hypergrad.experiments.claims import section5_records
+    from hypergrad.experiments.sensitivity import (
+        run_sensitivity,
+        sensitivity_claims,
+        sensitivity_records,
+    )
 
     s = settings("mnist-schedules", "tiny")
     res = run_mnist_schedules(s, progress=False)

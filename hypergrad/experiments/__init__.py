@@ -82,7 +82,6 @@ from hypergrad.experiments.claims import (  # noqa: F401
     Claim,
     protocol_records,
     section5_records,
-    sensitivity_records,
     verdict_word,
 )
 from hypergrad.experiments.cli import (  # noqa: F401
@@ -136,7 +135,12 @@ from hypergrad.experiments.real_world import (  # noqa: F401
     run_real_world,
     summarize_real_world,
 )
-from hypergrad.experiments.sensitivity import run_sensitivity, sensitivity_claims, sensitivity_grids  # noqa: F401
+from hypergrad.experiments.sensitivity import (  # noqa: F401
+    run_sensitivity,
+    sensitivity_claims,
+    sensitivity_grids,
+    sensitivity_records,
+)
 from hypergrad.experiments.settings import (  # noqa: F401
     _MNIST_PAPER_TASK,
     EXPERIMENTS,
