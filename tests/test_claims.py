@@ -120,6 +120,13 @@ def test_protocol_records_read_the_authors_grid():
     assert rec["clip"]["mean"] == 0.0
     assert rec["versus"]["fixed"]["mean"] == pytest.approx(0.01)
     assert rec["versus"]["marthe"]["verdict"] == HOLDS
+    # the unclipped runs on part of the grid (as at paper scale): compared on their own κ
+    for k in range(4):
+        del runs[f"authors_noclip_kappa1e-09_seed{k}"]
+        runs[f"authors_noclip_kappa1e-07_seed{k}"] = {"diverged": False, "val_acc": 0.90}
+    assert protocol_records(sec5, {"runs": runs})["clip"]["mean"] == pytest.approx(0.05)
+    del runs["authors_noclip_kappa1e-05_seed3"]               # seed 3 not whole: left out
+    assert protocol_records(sec5, {"runs": runs})["clip"]["n"] == 3
 
 
 def test_mimic_is_tested_as_stated_a_few_beta_closer_than_hd_and_rtho():

@@ -2,6 +2,7 @@
 its units resume and store themselves, that the average is the mean of the iterates, and the
 reading of its held-out trace (:func:`lrs_convergence`, :func:`lrs_versus`)."""
 
+import copy
 import hashlib
 import json
 import math
@@ -58,11 +59,21 @@ def _family(u) -> str:
 
 
 # ------------------------------------------------------------------ the plan
+def _old_plan_settings(s: dict) -> dict:
+    """``s`` with the grids the sweep started from: every κ unclipped, η_0 and the validation
+    minibatch on every seed (cut since to issue 21's budget)."""
+    old = copy.deepcopy(s)
+    old["authors"].pop("noclip_kappas")
+    for family in ("eta0", "valbatch"):
+        old[family].pop("seeds")
+    return old
+
+
 def test_the_reference_comes_after_every_existing_unit_which_are_unchanged():
     s = settings("mnist-protocol", "paper")
-    units = plan_units(s)
     later = ("extend-marthe",)                   # families added to the plan since
-    units = [u for u in units if u.settings["family"] not in later]
+    units = [u for u in plan_units(_old_plan_settings(s))
+             if u.settings["family"] not in later]
     old = [u for u in units if u.settings["family"] not in LRS_FAMILIES]
     new = [u for u in units if u.settings["family"] in LRS_FAMILIES]
     assert len(old) == 1380 == sum(OLD_COUNTS.values())
@@ -88,6 +99,27 @@ def test_the_reference_comes_after_every_existing_unit_which_are_unchanged():
     assert held == {**adam, "family": "lrs-heldout", "draws": 8}
 
 
+def test_the_plan_now_is_the_old_plan_cut_to_the_budget_in_the_same_order():
+    s = settings("mnist-protocol", "paper")
+    old = plan_units(_old_plan_settings(s))
+    now = plan_units(s)
+    names = [u.name for u in old]
+    where = [names.index(u.name) for u in now]
+    assert where == sorted(where)                       # a subsequence: nothing moved
+    assert all(old[i] == u for i, u in zip(where, now, strict=True))   # nothing changed
+    counts = {}
+    for u in now:
+        counts[_family(u)] = counts.get(_family(u), 0) + 1
+    assert counts == {"authors-clip100": 220, "extend": 80, "extend-marthe": 40,
+                      "mu0.999": 140, "authors-noclip": 120, "eta0": 180, "valbatch": 180,
+                      "lrs-adam": 4, "lrs-pgd": 1, "lrs-heldout": 5}
+    noclip = {u.settings["kappa"] for u in now if u.name.startswith("authors_noclip")}
+    assert noclip == set(s["authors"]["noclip_kappas"]) < set(s["authors"]["kappas"])
+    for family in ("eta0", "valbatch"):
+        assert {u.settings["seed"] for u in now if u.settings["family"] == family} == set(
+            range(10))
+
+
 def test_the_stored_units_of_the_sweep_hold_the_settings_of_the_plan():
     folder = ROOT / "results" / "mnist-protocol" / "paper" / "units"
     files = [p for p in folder.glob("*.json") if not p.name.endswith(".partial.json")]
@@ -107,7 +139,7 @@ def test_family_units_give_the_reference_on_its_own_seeds_only():
         "lrsref_heldout_adam_seed0", "lrsref_heldout_pgd_seed0"]
     assert [u.name for u in family_units(s, "lrs-heldout", 3)] == ["lrsref_heldout_adam_seed3"]
     # the plan of a sweep without the reference is the plan of the old families
-    old = {**s, "families": list(OLD_COUNTS)}
+    old = {**_old_plan_settings(s), "families": list(OLD_COUNTS)}
     assert _digest(plan_units(old)) == OLD_DIGEST
 
 

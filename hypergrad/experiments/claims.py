@@ -232,7 +232,8 @@ def protocol_records(sec5: dict, protocol: dict, metric: str = "val_acc") -> dic
     out["decimation"] = {"kappa": picks, "acc": accs,
                          "vs_selected": paired([accs[k] - best[k] for k in seeds])}
     noclip = table.get("marthe-authors-noclip", {})
-    both = [k for k in seeds if noclip and all(k in noclip.get(h, {}) for h in au)]
+    # the unclipped runs cover part of the κ grid (their own): each side's κ cross-fitted
+    both = [k for k in seeds if noclip and all(k in by_seed for by_seed in noclip.values())]
     out["clip"] = versus(table, "marthe-authors", "marthe-authors-noclip", both) \
         if len(both) >= 2 else None
     others = ["fixed", "marthe", "marthe-auto-mu", "marthe-mu0.99", "marthe-mu0.9", "hd", "rtho"]

@@ -9,12 +9,14 @@ the order of the plan, seed by seed within a family):
 * ``authors-clip100``, ``authors-noclip``: MARTHE with both adaptive rules as in the authors' TensorFlow release
   (``lucfra/Marthe-TF``, ``marthe/marthe_alg.py``): the hyper-learning rate starts at
   ``β_0 = 1e-8`` and the one parameter set by the user is the step size ``κ`` of its update,
-  over a grid of decades; ``Δ_t`` clipped at ±100 as there, and not clipped. No κ is
+  over a grid of decades; ``Δ_t`` clipped at ±100 as there, and not clipped (on
+  ``s["authors"]["noclip_kappas"]``, a part of the grid). No κ is
   re-selected: the paper's "start high and divide by 10 until it does not diverge" procedure
   is read off the same grid (:func:`decimate`).
 * ``extend``: the Section 5 β grid extended where a method's best β lies at its edge.
 * ``mu0.999``: fixed μ = 0.999 (the authors' MNIST grid has it) over the Section 5 β grid.
-* ``eta0``: η_0 = 0.1 (the fixed-η baseline's rate) instead of 0, near each method's best β.
+* ``eta0``: η_0 = 0.1 (the fixed-η baseline's rate) instead of 0, near each method's best β
+  (on the family's own ``seeds``, as ``valbatch``).
 * ``valbatch``: ``E`` (and its gradient) on a validation minibatch drawn at every step, as the
   authors' release does, instead of on all validation images, near each method's best β.
 * ``lrs-adam``, ``lrs-pgd``, ``lrs-heldout``: an LRS-OPT reference that is shown to converge
@@ -149,7 +151,10 @@ def family_units(s: dict, family: str, seed: int) -> list[Unit]:
     if family == "lrs-heldout":
         return [_lrs_heldout(s, o, seed) for o in ("adam", "pgd") if seed in _lrs_seeds(s, o)]
     if family.startswith("authors-") and family in FAMILIES:
-        return [_authors(s, _clip_of(family), float(k), seed) for k in s["authors"]["kappas"]]
+        clip = _clip_of(family)
+        a = s["authors"]
+        kappas = a["kappas"] if clip is not None else a.get("noclip_kappas", a["kappas"])
+        return [_authors(s, clip, float(k), seed) for k in kappas]
     if family == "extend":
         return [_online(s, family, m, float(b), seed, s["lr0"], None,
                         f"online_{m}_beta{float(b):g}_seed{seed}")
@@ -165,6 +170,8 @@ def family_units(s: dict, family: str, seed: int) -> list[Unit]:
         return [_online(s, family, "marthe-mu0.999", float(b), seed, s["lr0"], None,
                         f"online_marthe-mu0.999_beta{float(b):g}_seed{seed}")
                 for b in s["mu0.999"]["betas"]]
+    if family in ("eta0", "valbatch") and seed not in s[family].get("seeds", s["seeds"]):
+        return []                       # these two families run on their own seeds only
     if family == "eta0":
         e = s["eta0"]
         return [_online(s, family, m, float(b), seed, e["lr0"], None,
