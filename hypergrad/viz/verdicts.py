@@ -8,8 +8,9 @@ from collections.abc import Sequence
 
 from hypergrad.experiments.analysis import FAILS, HOLDS, md_table, sci
 from hypergrad.experiments.claims import CHOICES, Claim, verdict_word
+from hypergrad.experiments.settings import label
 
-__all__ = ["claims_markdown", "verdict_sentence", "choices_markdown", "protocol_text", "pm",
+__all__ = ["choice_effects_markdown", "claims_markdown", "verdict_sentence", "choices_markdown", "protocol_text", "pm",
            "NAMES", "forest_figure", "metrics_markdown"]
 
 #: A short name of each record (for figures and cross-references).
@@ -178,3 +179,30 @@ def metrics_markdown(val: Sequence[Claim], test: Sequence[Claim]) -> str:
             for c in val if c.stats is not None and c.key in by_key and c.key != "kappa-broad"]
     return md_table(["comparison", "validation accuracy", "verdict", "test accuracy",
                      "verdict"], rows)
+
+
+#: the flip of each choice in a few words (for a table's column)
+FLIPS = {"lr0": "η_0 = 0.1", "full-val": "E on a minibatch", "clip": "Δ_t not clipped"}
+
+
+def _short(st: dict) -> str:
+    """"+1.2 ± 0.3" in points, with the verdict's sign: ``*`` when the 95 % interval
+    excludes 0."""
+    text = f"{100 * st['mean']:+.1f} ± {100 * st['se']:.1f}".replace("-", "−")
+    return text + (" *" if st["lo"] > 0 or st["hi"] < 0 else "")
+
+
+def choice_effects_markdown(rows: Sequence[dict]) -> str:
+    """The rows of :func:`~hypergrad.experiments.choices.choice_effects` as one table, in
+    points of validation accuracy (mean ± standard error over the seeds; ``*``: the 95 %
+    interval excludes 0), or a sentence when no choice has been run the other way."""
+    if not rows:
+        return "No choice has runs the other way on two complete seeds yet."
+    out = []
+    for r in rows:
+        verdicts = (verdict_word(r["book"]["verdict"]), verdict_word(r["flipped"]["verdict"]))
+        said = "the same" if r["same"] else f"{verdicts[0]} → {verdicts[1]}"
+        out.append([FLIPS[r["choice"]], label(r["method"]), str(len(r["seeds"])),
+                    _short(r["effect"]), _short(r["book"]), _short(r["flipped"]), said])
+    return md_table(["flipped", "method", "seeds", "flipped − book's", "constant η − book's",
+                     "constant η − flipped", "verdict: constant η better"], out)
