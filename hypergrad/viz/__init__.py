@@ -9,10 +9,11 @@ chapters use to draw and explore what the core computes.
 * :mod:`hypergrad.viz.figures` — the figures of Part II's experiments;
 * :mod:`hypergrad.viz.widgets` — the ipywidgets explorers;
 * :mod:`hypergrad.viz.verdicts` — the claims of Part II as a table and as prose;
-* :mod:`hypergrad.viz.prose` — chapter 5's numbers into sentences and table rows.
+* :mod:`hypergrad.viz.prose` — chapter 5's numbers into sentences and table rows;
+* :mod:`hypergrad.viz.reference` — the LRS-OPT reference drawn and said.
 """
 
-from hypergrad.viz import prose
+from hypergrad.viz import prose, reference
 from hypergrad.viz.setup import FIGURE_DPI, SCALES, Setup, chapter_setup
 from hypergrad.viz.verdicts import (
     NAMES,
