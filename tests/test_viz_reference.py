@@ -59,6 +59,6 @@ def test_the_figure_draws_the_trace_the_held_out_means_and_the_schedules():
     ys = [line.get_ydata() for line in ax_f.lines]
     assert list(ys[0]) == run["history"]
     assert math.isclose(ys[2][-1], 1.51 / 3, rel_tol=1e-12)     # mean of the last draws
-    assert list(ys[3]) == [0.55, 0.45]                             # the average's snapshots
+    assert list(ys[3]) == [1.65 / 3, 1.35 / 3]                     # the average's snapshots
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "average of 2 iterates" in labels and "surrogate (150 it., capped)" in labels
