@@ -35,6 +35,12 @@ def test_the_text_gives_every_accuracy_and_reads_a_stopped_and_a_moving_schedule
     assert "of the last iterate" in last and "has stopped moving" in last
     assert "of the average" in avg and "still moves" in avg     # −0.1 on every draw
     assert reference_text(run).endswith("0.925.")               # nothing else known
+    # a draw that diverges at the last snapshot: not "stopped", whatever the others do
+    held["lrs"][2][0] = None
+    text = reference_text(run, lrs_convergence(held))
+    assert ("training with the last iterate diverges on 1 at iteration 4 or 2; on the "
+            "other 2, f_T changes by") in text
+    assert "has stopped moving" not in text.split("average")[0]
 
 
 def test_versus_text_says_the_iteration_ratio_or_that_adam_never_gets_there():

@@ -105,9 +105,17 @@ def reference_text(run: dict, conv: dict | None = None, surrogate: dict | None =
             if c["change"] is None:
                 continue
             ch = c["change"]
-            moved = "has stopped moving" if c["stopped"] else "still moves"
             dist = (f"; its schedule moved by {c['distance']:.3f} (RMS of the shapes)"
                     if c.get("distance") is not None else "")
+            if c["dropped"]:
+                # a schedule that diverges on held-out draws has not converged, whatever the
+                # change on the draws that survive
+                parts.append(f"On {conv['draws']} held-out draws, training with {name} "
+                             f"diverges on {c['dropped']} at iteration {b} or {a}; on the "
+                             f"other {ch['n']}, f_T changes by {sci(ch['mean'])} ± "
+                             f"{sci(ch['se'])} from iteration {a} to {b}{dist}.")
+                continue
+            moved = "has stopped moving" if c["stopped"] else "still moves"
             parts.append(f"On {conv['draws']} held-out draws, f_T of {name} changes by "
                          f"{sci(ch['mean'])} ± {sci(ch['se'])} from iteration {a} to {b}, "
                          f"against a spread of {sci(c['spread'])} between draws: it "
