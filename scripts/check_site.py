@@ -7,9 +7,8 @@ Usage::
 
 The script serves the built site on ``127.0.0.1`` (a free port, :mod:`http.server` in a
 thread). It opens every chapter page (one per ``book/*.md`` source) in headless Chromium
-twice: once with ``--dump-dom``, after scripts and MathJax have run
-(``--virtual-time-budget``), and once with ``--screenshot`` (1280×2000) into an output
-folder. The checks for each page are these:
+three times: with ``--dump-dom`` at 1280 px and at 390 px, after scripts and MathJax have run
+(``--virtual-time-budget``), and with ``--screenshot`` (1280×2000) into an output folder. The checks for each page are these:
 
 * it loads: the dumped DOM is not empty and has a ``<title>``;
 * every local link (``<a href>`` with no scheme, fragment and query removed) resolves to a
@@ -20,6 +19,11 @@ folder. The checks for each page are these:
 * no code cell printed to stderr (an ``output stderr`` block: a warning or an error that a
   reader would see on the page);
 * a chapter whose code cells plot has at least one figure (an image in ``_images/``);
+* the layout, measured in the page by a probe script the server adds to it (run after MathJax
+  has typeset): at 1280 px, no table, displayed equation or code cell is wider than its
+  column, no text is smaller than 9 px, and no figure is shown so small that its smallest
+  text (9 pt at the book's 150 dpi) falls below 9 px; at a phone's 390 px the page does not
+  scroll sideways;
 * each explorer (``widgets.explore_*`` in a code cell) shows a picture: the page's saved
   widget state holds one Output widget with an ``image/png`` per explorer, and in the
   browser, after the widget manager has rendered that state, as many ``<img>`` sit inside
@@ -82,6 +86,66 @@ MATHJAX_SRC = re.compile(
     r"""(src=["'])(?:https?:)?//[^"']*mathjax[^"']*?/([\w.-]+\.js)(["'])""", re.IGNORECASE
 )
 
+#: text on a page smaller than this (CSS px) fails; so does a figure whose smallest text, at
+#: the size the page shows it, is smaller (figures are drawn at FIGURE_DPI with no text
+#: below FIGURE_MIN_PT points: the book's legends)
+MIN_TEXT_PX = 9.0
+FIGURE_DPI = 150
+FIGURE_MIN_PT = 9.0
+#: the phone-sized viewport at which a page must not scroll sideways
+PHONE_SIZE = "390,844"
+
+# Layout probe, injected at the end of every served page: once the page has loaded and MathJax
+# has typeset, it writes what it measured into the DOM as JSON (read back from --dump-dom).
+LAYOUT_ID = "check-site-layout"
+LAYOUT_PROBE_TEMPLATE = """<script>(function () {
+  function describe(el) {
+    var s = el.tagName.toLowerCase() + (el.id ? "#" + el.id : "");
+    var text = (el.textContent || "").replace(/\\s+/g, " ").trim().slice(0, 50);
+    return s + (text ? " '" + text + "'" : "");
+  }
+  function visible(el) { return el.getClientRects().length > 0; }
+  function probe() {
+    var doc = document.documentElement, main = document.querySelector("main") || document.body;
+    var out = {viewport: doc.clientWidth, scrollWidth: doc.scrollWidth, wide: [], text: [],
+               images: []};
+    main.querySelectorAll("table, mjx-container[display='true'], div.cell_input pre, img")
+      .forEach(function (el) {
+        if (!visible(el)) { return; }
+        var box = el.parentElement.clientWidth, width = el.getBoundingClientRect().width;
+        if (el.tagName === "PRE") { box = el.clientWidth; width = el.scrollWidth; }
+        if (width > box + 1) { out.wide.push(describe(el) + ": " + Math.round(width)
+                                             + " px in " + box + " px"); }
+      });
+    main.querySelectorAll("*").forEach(function (el) {
+      var own = Array.prototype.some.call(el.childNodes, function (n) {
+        return n.nodeType === 3 && n.textContent.trim() !== ""; });
+      if (!own || !visible(el)) { return; }
+      var size = parseFloat(getComputedStyle(el).fontSize);
+      if (size < MIN_TEXT_PX) { out.text.push(describe(el) + ": " + size + " px"); }
+    });
+    main.querySelectorAll("img").forEach(function (el) {
+      if (visible(el) && el.naturalWidth > 0) {
+        out.images.push({src: el.getAttribute("src") || "", shown: el.clientWidth,
+                         natural: el.naturalWidth});
+      }
+    });
+    var node = document.createElement("script");
+    node.type = "application/json";
+    node.id = "LAYOUT_ID";
+    node.textContent = JSON.stringify(out);
+    document.body.appendChild(node);
+  }
+  window.addEventListener("load", function () {
+    var mj = window.MathJax && window.MathJax.startup && window.MathJax.startup.promise;
+    (mj || Promise.resolve()).then(function () { setTimeout(probe, 1500); });
+  });
+})();</script>"""
+LAYOUT_PROBE = (LAYOUT_PROBE_TEMPLATE.replace("LAYOUT_ID", LAYOUT_ID)
+                .replace("MIN_TEXT_PX", f"{MIN_TEXT_PX:g}"))
+LAYOUT_JSON = re.compile(
+    r'<script type="application/json" id="check-site-layout">(.*?)</script>', re.DOTALL
+)
 CODE_CELL = re.compile(r"^(`{3,}|~{3,})\{code-cell\}[^\n]*\n(.*?)^\1\s*$", re.DOTALL | re.M)
 FENCE = re.compile(r"^(`{3,}|~{3,})(?!\{math\})[^\n]*\n.*?^\1\s*$", re.DOTALL | re.M)
 FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.DOTALL)
@@ -216,6 +280,53 @@ def image_outputs(state: dict) -> int:
     return count
 
 
+def inject_probe(html: str) -> str:
+    """``html`` with the layout probe as the last element of its ``<body>``."""
+    at = html.rfind("</body>")
+    return html + LAYOUT_PROBE if at < 0 else html[:at] + LAYOUT_PROBE + html[at:]
+
+
+def read_layout(dom: str) -> dict | None:
+    """What the layout probe wrote into a dumped DOM (None: it did not run)."""
+    import json
+
+    found = LAYOUT_JSON.search(dom)
+    if found is None:
+        return None
+    try:
+        return json.loads(found.group(1))
+    except ValueError:
+        return None
+
+
+def layout_failures(layout: dict | None, phone: dict | None) -> list[str]:
+    """The layout checks: at the desktop width nothing is wider than its column (tables,
+    displayed equations, code), no text is smaller than ``MIN_TEXT_PX``, no figure is shown
+    so small that its smallest text falls below it; at the phone width the page does not
+    scroll sideways."""
+    if layout is None:
+        return ["the layout probe did not run"]
+    out = [f"wider than its column at {layout['viewport']} px: {w}" for w in layout["wide"]]
+    if layout["scrollWidth"] > layout["viewport"] + 1:
+        out.append(f"the page scrolls sideways at {layout['viewport']} px "
+                   f"({layout['scrollWidth']} px wide)")
+    out += [f"text smaller than {MIN_TEXT_PX:g} px: {x}" for x in layout["text"][:5]]
+    for img in layout["images"]:
+        if not img["src"].split("?")[0].rsplit("/", 1)[-1].endswith(".png"):
+            continue
+        smallest = FIGURE_MIN_PT * FIGURE_DPI / 72 * img["shown"] / img["natural"]
+        if smallest < MIN_TEXT_PX:
+            out.append(f"figure {img['src'].rsplit('/', 1)[-1]} shown at {img['shown']} of "
+                       f"{img['natural']} px: its {FIGURE_MIN_PT:g}-pt text is "
+                       f"{smallest:.1f} px")
+    if phone is None:
+        out.append("the layout probe did not run at the phone width")
+    elif phone["scrollWidth"] > phone["viewport"] + 1:
+        out.append(f"the page scrolls sideways at {phone['viewport']} px "
+                   f"({phone['scrollWidth']} px wide)")
+    return out
+
+
 def find_chromium(requested: str | None) -> str | None:
     """The Chromium executable to use, or None when there is none."""
     for candidate in ([requested] if requested else list(CHROMIUM_CANDIDATES)):
@@ -241,7 +352,7 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
             self._send_file(self.mathjax_dir / unquote(path[len(MATHJAX_ROUTE):]), self.mathjax_dir)
         elif self.widgets_dir is not None and path.startswith(WIDGETS_ROUTE):
             self._send_file(self.widgets_dir / unquote(path[len(WIDGETS_ROUTE):]), self.widgets_dir)
-        elif (self.mathjax_dir or self.widgets_dir) is not None and path.endswith(".html"):
+        elif path.endswith(".html"):
             local = Path(self.translate_path(path))
             if not local.is_file():
                 self.send_error(404)
@@ -254,6 +365,7 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
                 html = EMBED_SRC.sub(rf"\g<1>{WIDGETS_ROUTE}html-manager/dist/\g<2>\g<3>", html)
                 # the CDN's subresource-integrity hash is of its minified copy, not ours
                 html = re.sub(r"""\sintegrity=["'][^"']*["']""", "", html)
+            html = inject_probe(html)
             self._send_bytes(html.encode("utf-8"), "text/html; charset=utf-8")
         else:
             super().do_GET()
@@ -326,7 +438,11 @@ def check_page(site: Path, base_url: str, page: Path, source: Path, out_dir: Pat
     url = urljoin(base_url, name)
     has_math, has_plots = source_features(source.read_text(encoding="utf-8"))
     try:
-        dom = run_chromium(chromium, url, ["--dump-dom"], timeout)
+        dom = run_chromium(chromium, url, ["--dump-dom", f"--window-size={WINDOW_SIZE}"],
+                           timeout)
+        phone = read_layout(run_chromium(chromium, url, ["--dump-dom",
+                                                         f"--window-size={PHONE_SIZE}"],
+                                         timeout))
         shot = out_dir / f"{page.stem}.png"
         run_chromium(chromium, url, [f"--screenshot={shot}", f"--window-size={WINDOW_SIZE}"],
                      timeout)
@@ -373,6 +489,7 @@ def check_page(site: Path, base_url: str, page: Path, source: Path, out_dir: Pat
         elif target.parent.name == "_images":
             report.figures += 1
 
+    report.failures += layout_failures(read_layout(dom), phone)
     report.math_nodes = scan.mjx_containers
     if has_math and scan.mjx_containers == 0:
         report.failures.append("math in the source but no mjx-container: MathJax did not render"

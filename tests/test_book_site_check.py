@@ -49,3 +49,43 @@ def test_stderr_outputs_are_counted():
               '</pre></div><div class="output stream highlight-myst-ansi"><pre>ok</pre></div>'
               '<p class="stderr-note">text</p>')
     assert scan.stderr_outputs == 1
+
+
+# ------------------------------------------------------------------ the layout checks
+def _layout(**kw):
+    return {"viewport": 1280, "scrollWidth": 1280, "wide": [], "text": [], "images": [], **kw}
+
+
+def test_the_probe_goes_last_in_the_body_and_its_json_is_read_back():
+    page = check_site.inject_probe("<html><body><p>x</p></body></html>")
+    assert page.endswith(check_site.LAYOUT_PROBE + "</body></html>")
+    assert "LAYOUT_ID" not in page and "MIN_TEXT_PX" not in page      # filled in
+    dom = ('<body><script type="application/json" id="check-site-layout">'
+           + json.dumps(_layout()) + "</script></body>")
+    assert check_site.read_layout(dom) == _layout()
+    assert check_site.read_layout("<body></body>") is None
+
+
+def test_a_clean_layout_passes_and_each_fault_is_named():
+    ok, phone = _layout(), _layout(viewport=390, scrollWidth=390)
+    assert check_site.layout_failures(ok, phone) == []
+    bad = _layout(wide=["table 'a b': 975 px in 688 px"], scrollWidth=1300,
+                  text=["span 'tiny': 8 px"])
+    out = check_site.layout_failures(bad, _layout(viewport=390, scrollWidth=500))
+    assert out == ["wider than its column at 1280 px: table 'a b': 975 px in 688 px",
+                   "the page scrolls sideways at 1280 px (1300 px wide)",
+                   "text smaller than 9 px: span 'tiny': 8 px",
+                   "the page scrolls sideways at 390 px (500 px wide)"]
+    assert check_site.layout_failures(None, phone) == ["the layout probe did not run"]
+
+
+def test_a_figure_shown_too_small_for_its_smallest_text_fails():
+    # 9 pt at 150 dpi is 18.75 px drawn; shown at half size it is 9.4 px, at 0.44 it is 8.3
+    half = {"src": "../_images/a.png", "shown": 700, "natural": 1400}
+    small = {"src": "../_images/b.png", "shown": 672, "natural": 1517}
+    phone = _layout(viewport=390, scrollWidth=390)
+    assert check_site.layout_failures(_layout(images=[half]), phone) == []
+    (fault,) = check_site.layout_failures(_layout(images=[small]), phone)
+    assert fault == "figure b.png shown at 672 of 1517 px: its 9-pt text is 8.3 px"
+    svg = {"src": "../_images/c.svg", "shown": 10, "natural": 1000}   # not a raster figure
+    assert check_site.layout_failures(_layout(images=[svg]), phone) == []
