@@ -25,6 +25,7 @@ __all__ = [
     # Part I
     "new_axes", "as_array", "plot_curves", "plot_schedule", "plot_surface_trajectories",
     "plot_best_vs_beta", "plot_hypergradient_over_t", "plot_tangent_sparsity", "plot_cost",
+    "plot_constant_scan",
     # numbers and tables in the prose
     "sci", "sci_list", "html_table", "shared_legend",
 ]
@@ -311,3 +312,28 @@ def plot_cost(axes, T_values, times: Mapping[str, Sequence[float]],
     if title:
         ax_t.figure.suptitle(title)
     return ax_t, ax_m
+
+
+def plot_constant_scan(ax, cs, values, *, best: float | None = None,
+                       ylabel: str = r"$f_T(c\,\mathbf{1})$", title: str | None = None):
+    """The objective of the constant schedules ``η_t = c`` against ``c``, log–log.
+
+    ``cs``: the constants; ``values``: ``f_T`` of each (NaN or inf for a run that diverged:
+    it is left out of the line). ``best``: a constant marked by a dotted vertical line.
+    One line through the finite values, with a marker at each.
+    """
+    ax = new_axes(ax)
+    c, y = as_array(cs), as_array(values)
+    if len(c) != len(y):
+        raise ValueError(f"{len(y)} values for {len(c)} constants")
+    ok = np.isfinite(y)
+    ax.plot(c[ok], y[ok], marker="o")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    if best is not None:
+        ax.axvline(best, color="gray", ls=":")
+    ax.set_xlabel(r"constant learning rate $c$ ($\eta_t = c$)")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return ax
