@@ -22,7 +22,7 @@ three times: with ``--dump-dom`` at 1280 px and at 390 px, after scripts and Mat
 * the layout, measured in the page by a probe script the server adds to it (run after MathJax
   has typeset): at 1280 px, no table, displayed equation or code cell is wider than its
   column, no text is smaller than 9 px, and no figure is shown so small that its smallest
-  text (9 pt at the book's 150 dpi) falls below 9 px; at a phone's 390 px the page does not
+  text (9 pt at the book's 150 dpi) falls below 10 px; at a phone's 390 px the page does not
   scroll sideways;
 * each explorer (``widgets.explore_*`` in a code cell) shows a picture: the page's saved
   widget state holds one Output widget with an ``image/png`` per explorer, and in the
@@ -87,9 +87,10 @@ MATHJAX_SRC = re.compile(
 )
 
 #: text on a page smaller than this (CSS px) fails; so does a figure whose smallest text, at
-#: the size the page shows it, is smaller (figures are drawn at FIGURE_DPI with no text
-#: below FIGURE_MIN_PT points: the book's legends)
+#: the size the page shows it, is smaller than FIGURE_TEXT_PX (figures are drawn at
+#: FIGURE_DPI with no text below FIGURE_MIN_PT points: the book's legends)
 MIN_TEXT_PX = 9.0
+FIGURE_TEXT_PX = 10.0
 FIGURE_DPI = 150
 FIGURE_MIN_PT = 9.0
 #: the phone-sized viewport at which a page must not scroll sideways
@@ -126,7 +127,7 @@ LAYOUT_PROBE_TEMPLATE = """<script>(function () {
     });
     main.querySelectorAll("img").forEach(function (el) {
       if (visible(el) && el.naturalWidth > 0) {
-        out.images.push({src: el.getAttribute("src") || "", shown: el.clientWidth,
+        out.images.push({src: (el.getAttribute("src") || "").slice(0, 80), shown: el.clientWidth,
                          natural: el.naturalWidth});
       }
     });
@@ -312,11 +313,15 @@ def layout_failures(layout: dict | None, phone: dict | None) -> list[str]:
                    f"({layout['scrollWidth']} px wide)")
     out += [f"text smaller than {MIN_TEXT_PX:g} px: {x}" for x in layout["text"][:5]]
     for img in layout["images"]:
-        if not img["src"].split("?")[0].rsplit("/", 1)[-1].endswith(".png"):
+        png = (img["src"].startswith("data:image/png")
+               or img["src"].split("?")[0].rsplit("/", 1)[-1].endswith(".png"))
+        if not png:                     # an explorer's picture is a data: URI
             continue
         smallest = FIGURE_MIN_PT * FIGURE_DPI / 72 * img["shown"] / img["natural"]
-        if smallest < MIN_TEXT_PX:
-            out.append(f"figure {img['src'].rsplit('/', 1)[-1]} shown at {img['shown']} of "
+        if smallest < FIGURE_TEXT_PX:
+            name = "a data: image" if img["src"].startswith("data:") else \
+                img["src"].rsplit("/", 1)[-1]
+            out.append(f"figure {name} shown at {img['shown']} of "
                        f"{img['natural']} px: its {FIGURE_MIN_PT:g}-pt text is "
                        f"{smallest:.1f} px")
     if phone is None:

@@ -80,12 +80,19 @@ def test_a_clean_layout_passes_and_each_fault_is_named():
 
 
 def test_a_figure_shown_too_small_for_its_smallest_text_fails():
-    # 9 pt at 150 dpi is 18.75 px drawn; shown at half size it is 9.4 px, at 0.44 it is 8.3
-    half = {"src": "../_images/a.png", "shown": 700, "natural": 1400}
+    # 9 pt at 150 dpi is 18.75 px drawn; shown at 0.57 of its size it is 10.7 px, at half
+    # size 9.4 px and at 0.44 8.3 px: figure text must reach 10 px
+    half = {"src": "../_images/a.png", "shown": 800, "natural": 1400}
     small = {"src": "../_images/b.png", "shown": 672, "natural": 1517}
     phone = _layout(viewport=390, scrollWidth=390)
     assert check_site.layout_failures(_layout(images=[half]), phone) == []
     (fault,) = check_site.layout_failures(_layout(images=[small]), phone)
     assert fault == "figure b.png shown at 672 of 1517 px: its 9-pt text is 8.3 px"
+    halved = {"src": "../_images/d.png", "shown": 700, "natural": 1400}
+    assert check_site.layout_failures(_layout(images=[halved]), phone) == [
+        "figure d.png shown at 700 of 1400 px: its 9-pt text is 9.4 px"]
+    data = {"src": "data:image/png;base64,iVBOR", "shown": 672, "natural": 1800}  # explorer
+    assert check_site.layout_failures(_layout(images=[data]), phone) == [
+        "figure a data: image shown at 672 of 1800 px: its 9-pt text is 7.0 px"]
     svg = {"src": "../_images/c.svg", "shown": 10, "natural": 1000}   # not a raster figure
     assert check_site.layout_failures(_layout(images=[svg]), phone) == []

@@ -207,7 +207,7 @@ def quality_figure(quality: dict) -> Figure:
     ax1.set_ylim(-3, 3)
     ax1.set(xlabel="step $t$", ylabel="value / 90th pct. of |value|",
             title=f"Along the fixed-η trajectory (η = {rep['lr']:g})")
-    ax1.legend(fontsize=8, ncol=3, loc="upper left", bbox_to_anchor=(0, -0.22), frameon=False)
+    ax1.legend(fontsize=9, ncol=3, loc="upper left", bbox_to_anchor=(0, -0.22), frameon=False)
 
     names, sign, cos = [], [], []
     for key in keys:
@@ -227,11 +227,11 @@ def quality_figure(quality: dict) -> Figure:
              label="cosine (last tenth left out)")
     ax2.axvline(0, color="0.3", lw=0.8)
     ax2.axvline(0.5, color="0.6", lw=0.8, ls=":")
-    ax2.set_yticks(y, names, fontsize=8)
+    ax2.set_yticks(y, names, fontsize=9)
     ax2.invert_yaxis()
     ax2.set(xlim=(-1, 1), xlabel="agreement with the exact hypergradient",
             title=r"How well $\Delta_t$ tracks $\partial f_T/\partial\eta_t$")
-    ax2.legend(fontsize=8, loc="lower left")
+    ax2.legend(fontsize=9, loc="lower left")
     return fig
 
 
@@ -285,14 +285,14 @@ def sensitivity_figure(result: dict, panels: tuple[str, ...] | None = None) -> F
     so two figures of the same result can be compared cell by cell."""
     every = result["panels"]
     names = list(every) if panels is None else list(panels)
-    fig = new_figure(height=4.0 if len(names) == 1 else 3.8)
-    axes = np.atleast_1d(fig.subplots(1, len(names)))
+    # one panel per row, so that every cell's number is set at 9 pt at column width
+    fig = new_figure(height=3.6 * len(names) + 0.4)
+    axes = np.atleast_1d(fig.subplots(len(names), 1))
     errs = [v for p in every.values() for row in p["val_error"] for v in row if v is not None]
     vmin, vmax = (min(errs), max(errs)) if errs else (0.0, 1.0)
     titles = {"fixed": r"fixed $\mu$, fixed $\beta$",
               "adaptive-beta": r"fixed $\mu$, adaptive $\beta$ ($\kappa$ = KAPPA)"}
     im = None
-    small = len(names) > 1
     for ax, name in zip(axes, names, strict=True):
         p = every[name]
         E = _arr([v for row in p["val_error"] for v in row]).reshape(len(p["mus"]), len(p["betas"]))
@@ -302,13 +302,12 @@ def sensitivity_figure(result: dict, panels: tuple[str, ...] | None = None) -> F
         for i in range(E.shape[0]):
             for j in range(E.shape[1]):
                 if math.isnan(E[i, j]):
-                    ax.text(j, i, "div.", ha="center", va="center", fontsize=8, color="0.3")
+                    ax.text(j, i, "div.", ha="center", va="center", fontsize=9, color="0.3")
                 else:
                     bright = (E[i, j] - vmin) / max(vmax - vmin, 1e-12) > 0.6
                     ax.text(j, i, f"{100 * E[i, j]:.1f}", ha="center", va="center",
-                            fontsize=7 if small else 9, color="white" if bright else "black")
-        ax.set_xticks(range(len(p["betas"])), [sci(b) for b in p["betas"]],
-                      fontsize=7 if small else 9)
+                            fontsize=9, color="white" if bright else "black")
+        ax.set_xticks(range(len(p["betas"])), [sci(b) for b in p["betas"]], fontsize=9)
         ax.set_yticks(range(len(p["mus"])),
                       ["adaptive" if m == "auto" else f"{m:g}" for m in p["mus"]])
         ax.set(xlabel=r"$\beta$ ($\beta_0$ when adapted)", ylabel=r"$\mu$",

@@ -81,7 +81,7 @@ def as_array(values: Any, field: str = "lr") -> np.ndarray:
 
 def _legend(ax, n: int) -> None:
     if n > 0:
-        ax.legend(frameon=False, fontsize="small")
+        ax.legend(frameon=False, fontsize=9)
 
 
 def shared_legend(fig, axes=None, ncols: int = 4, **kw):
@@ -96,7 +96,7 @@ def shared_legend(fig, axes=None, ncols: int = 4, **kw):
         if ax.get_legend() is not None:
             ax.get_legend().remove()
     return fig.legend(list(seen.values()), list(seen), loc="outside lower center",
-                      ncols=min(ncols, max(len(seen), 1)), frameon=False, fontsize="small",
+                      ncols=min(ncols, max(len(seen), 1)), frameon=False, fontsize=9,
                       **kw)
 
 
@@ -169,7 +169,7 @@ def plot_surface_trajectories(ax, f, trajectories: Mapping[str, torch.Tensor], x
     ax.set_ylabel("$x_2$")
     if title:
         ax.set_title(title)
-    ax.legend(frameon=True, fontsize="small", loc="best")
+    ax.legend(frameon=True, fontsize=9, loc="best")
     return ax
 
 
@@ -295,7 +295,7 @@ def plot_cost(axes, T_values, times: Mapping[str, Sequence[float]],
     Returns the two axes.
     """
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(10.0, 4.0))
+        _, axes = plt.subplots(1, 2, figsize=(8.0, 3.6))
     ax_t, ax_m = axes
     for ax, data, ylabel in ((ax_t, times, "time (s)"), (ax_m, memories, "peak memory (MiB)")):
         for mode, ys in data.items():

@@ -46,7 +46,7 @@ def fig1_figure(function: str = "beale", method: str = "rtho", beta: float = 1e-
     run = run_fig1(prob.f, prob.start, method, beta, steps=steps)
     # Figure 1's "marthe" is MARTHE with the adaptive μ (β fixed)
     label = style.label({"marthe": "marthe-auto-mu"}.get(method.lower(), method.lower()))
-    fig = Figure(figsize=(10.0, 4.0), layout="constrained")
+    fig = Figure(figsize=(8.0, 3.6), layout="constrained")   # column width: 9-pt text readable
     ax_s, ax_lr = fig.subplots(1, 2)
     plot_surface_trajectories(ax_s, prob.f, {label: run.trajectory}, prob.xlim, prob.ylim,
                               start=prob.start, minimum=prob.minimum,
@@ -67,8 +67,10 @@ def marthe_figure(function: str = "bukin", mu: float | str = "auto", beta: float
     run = run_fig1(prob.f, prob.start, "marthe", beta, steps=steps, mu=mu, kappa=kappa)
     mu_txt = "auto" if mu == "auto" else f"{float(mu):.2f}"
     k_txt = "" if kappa is None else f", κ = {sci(kappa)}"
-    fig = Figure(figsize=(12.0, 3.8), layout="constrained")
-    ax_s, ax_lr, ax_mu = fig.subplots(1, 3)
+    # column width: the surface on the left, η_t and μ_t stacked on its right
+    fig = Figure(figsize=(8.0, 5.6), layout="constrained")
+    panels = fig.subplot_mosaic([["s", "lr"], ["s", "mu"]])
+    ax_s, ax_lr, ax_mu = panels["s"], panels["lr"], panels["mu"]
     plot_surface_trajectories(ax_s, prob.f, {"MARTHE": run.trajectory}, prob.xlim, prob.ylim,
                               start=prob.start, minimum=prob.minimum,
                               title=f"μ = {mu_txt}, β₀ = {sci(beta)}{k_txt}")
