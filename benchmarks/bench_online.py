@@ -6,7 +6,11 @@ validation minibatch, float32. Every variant runs the same K consecutive steps f
 warm state (after a few steps, so that the tangent is not zero); times are per step, best of
 ``--repeat`` interleaved rounds, and all ratios come from the same run.
 
-    python -m benchmarks.bench_online [--device cpu] [--steps 10] [--repeat 10]
+    python -m benchmarks.bench_online [--device cpu] [--steps 10] [--repeat 10] [--out FILE]
+
+``--out FILE`` also writes the times (ms per step) and the ratios to a JSON file, with the
+run's metadata (commit, torch, hardware, date) beside them; chapter 4 reads
+``benchmarks/results/bench_online_cpu.json``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import torch
 from torch.func import jvp
 
 import hypergrad as hg
-from benchmarks.common import header, mnist_mlp_problem, parse
+from benchmarks.common import SIZES, header, mnist_mlp_problem, parse
 from hypergrad.dynamics import phi_jvp_reference
 from hypergrad.profiling import time_interleaved
 
@@ -59,7 +63,7 @@ def double_backward_marthe(loss, objective, mu: float, beta: float):
 
 
 def main():
-    args = parse(__doc__.splitlines()[0], steps=10)
+    args = parse(__doc__.splitlines()[0], steps=10, out="")
     dev, K = args.device, args.steps
     header(f"online steps on the MNIST MLP, batch 100, {K} steps per timing", dev)
     _, loss, params, batches, objective = mnist_mlp_problem(K + 5, device=dev)
@@ -120,6 +124,15 @@ def main():
         print(f"{name:32s} {1e3 * t:8.2f} ms/step   x SGD {t / base:5.2f}   "
               f"x double-backward {t / ref_db:5.2f}{extra}")
     default = "MARTHE mu=0.9"
+    if args.out:
+        from hypergrad.io import atomic_write_json, run_metadata
+
+        atomic_write_json(args.out, {
+            "meta": run_metadata(), "device": dev, "steps": K, "repeat": args.repeat,
+            "model": "MLP " + "-".join(map(str, SIZES)) + ", batch 100, float32",
+            "ms_per_step": {k: 1e3 * t for k, t in times.items()},
+            "ratio_to_sgd": {k: t / base for k, t in times.items()},
+        })
     print(f"RATIO MARTHE (mu=0.9) / SGD step                       = {times[default] / base:.2f}  (goal <= 3.5)")
     print(f"RATIO MARTHE (mu=0.9) / double-backward                = {times[default] / ref_db:.2f}  (goal <= 1.0)")
     print(f"RATIO MARTHE (mu=auto) / SGD step                      = "
