@@ -114,7 +114,10 @@ LAYOUT_PROBE_TEMPLATE = """<script>(function () {
       .forEach(function (el) {
         if (!visible(el)) { return; }
         var box = el.parentElement.clientWidth, width = el.getBoundingClientRect().width;
-        if (el.tagName === "PRE") { box = el.clientWidth; width = el.scrollWidth; }
+        if (el.tagName === "PRE" || el.tagName === "MJX-CONTAINER") {
+          // code and displayed maths overflow inside their own box (cut or scrolled)
+          box = el.clientWidth; width = el.scrollWidth;
+        }
         if (width > box + 1) { out.wide.push(describe(el) + ": " + Math.round(width)
                                              + " px in " + box + " px"); }
       });
