@@ -24,6 +24,8 @@ three times: with ``--dump-dom`` at 1280 px and at 390 px, after scripts and Mat
   column, no text is smaller than 9 px, and no figure is shown so small that its smallest
   text (9 pt at the book's 150 dpi) falls below 10 px; at a phone's 390 px the page does not
   scroll sideways;
+* no code cell hides its code behind a "show code" toggle while showing no output (a toggle
+  alone on the page);
 * each explorer (``widgets.explore_*`` in a code cell) shows a picture: the page's saved
   widget state holds one Output widget with an ``image/png`` per explorer, and in the
   browser, after the widget manager has rendered that state, as many ``<img>`` sit inside
@@ -284,6 +286,20 @@ def image_outputs(state: dict) -> int:
     return count
 
 
+CELL_START = re.compile(r'<div class="cell (?:tag_[^ "]+ )*docutils container"')
+
+
+def empty_toggles(html: str) -> int:
+    """How many code cells of a built page hide their code behind a "show code" toggle and
+    show no output: a toggle alone on the page, with nothing to read beside it."""
+    starts = [m.start() for m in CELL_START.finditer(html)] + [len(html)]
+    count = 0
+    for a, b in zip(starts, starts[1:]):
+        head = html[a:a + 120]
+        count += "tag_hide-input" in head and "cell_output" not in html[a:b]
+    return count
+
+
 def inject_probe(html: str) -> str:
     """``html`` with the layout probe as the last element of its ``<body>``."""
     at = html.rfind("</body>")
@@ -509,6 +525,10 @@ def check_page(site: Path, base_url: str, page: Path, source: Path, out_dir: Pat
                                "error printed on the page)")
     if has_plots and report.figures == 0:
         report.failures.append("the source plots but the page has no figure")
+    toggles = empty_toggles(page.read_text(encoding="utf-8"))
+    if toggles:
+        report.failures.append(f"{toggles} hidden code cell(s) with no output: a 'show code' "
+                               "toggle alone (tag the cell remove-input)")
     explorers = count_explorers(source.read_text(encoding="utf-8"))
     if explorers:
         saved = saved_explorer_pictures(page.read_text(encoding="utf-8"))

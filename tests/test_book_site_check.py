@@ -96,3 +96,15 @@ def test_a_figure_shown_too_small_for_its_smallest_text_fails():
         "figure a data: image shown at 672 of 1800 px: its 9-pt text is 7.0 px"]
     svg = {"src": "../_images/c.svg", "shown": 10, "natural": 1000}   # not a raster figure
     assert check_site.layout_failures(_layout(images=[svg]), phone) == []
+
+
+def test_a_hidden_cell_without_output_is_an_empty_toggle():
+    def cell(tags, output):
+        out = '<div class="cell_output docutils container">x</div>' if output else ""
+        return (f'<div class="cell {tags}docutils container"><div class="cell_input docutils '
+                f'container">code</div>{out}</div>')
+
+    page = (cell("tag_hide-input ", False) + cell("tag_hide-input ", True) + cell("", False)
+            + cell("tag_remove-output tag_hide-input ", False))
+    assert check_site.empty_toggles(page) == 2
+    assert check_site.empty_toggles(cell("", True)) == 0
