@@ -250,7 +250,9 @@ CHOICES = {
     "lrs-surrogate": "LRS-OPT: 150 iterations of projected Adam with η ≤ 0.3, where the paper "
                      "ran 5000 of gradient descent: a surrogate",
     "lr0": "η_0 = 0 for every online method (the authors' MNIST grid also starts at 0)",
-    "beta-grid": "β on seven half-decades, 1e-5 … 1e-2",
+    "beta-grid": "β on seven half-decades, 1e-5 … 1e-2, extended to 0.1 for HD and μ = 0.5 "
+                 "and to β_0 = 1e-6 for the book's reading of adaptive β, where the best "
+                 "value lay at the edge",
     "full-val": "E and its gradient on all 700 validation images (the release: a minibatch)",
     "beta0": "adaptive β read with β_0 on the axis and κ re-selected from 0.1 down per run",
     "diverged-0": "a diverged run scores accuracy 0",
