@@ -13,7 +13,8 @@ __version__ = "0.1.0"
 from hypergrad.dynamics import DivergenceError, Dynamics, State, adam, make_dynamics, sgd
 from hypergrad.hypergradient import hypergradient
 from hypergrad.loop import History, run_online, select_hyper_lr
-from hypergrad.lrs_opt import LrsOptResult, lrs_opt, lrs_opt_population
+from hypergrad.lrs_opt import LrsOptResult, lrs_opt
+from hypergrad.lrs_opt_population import lrs_opt_population
 from hypergrad.online import HD, RTHO, FixedSchedule, Marthe, OnlineState, StepInfo, make_tuner
 from hypergrad.runtime import pick_device, seed_everything
 from hypergrad.trainer import ModuleTrainer

@@ -18,7 +18,7 @@ default). Two projected alternatives reach the same ``f_T`` in far fewer iterati
 ``"nesterov"`` (Nesterov momentum, then ``Π``). Their state is saved with the run, so a resumed
 run continues exactly.
 
-:func:`lrs_opt_population` runs LRS-OPT for ``N`` members at once (several seeds: their own
+:func:`~hypergrad.lrs_opt_population.lrs_opt_population` runs LRS-OPT for ``N`` members at once (several seeds: their own
 ``w_0``, minibatches and starting schedules), with the ``N`` hypergradients of each iteration
 as one batched computation (:func:`~hypergrad.hypergradient.hypergradients`); every member
 equals its own :func:`lrs_opt` run.
@@ -28,7 +28,8 @@ the optimum; :func:`lrs_opt` can also return the *average* of its projected iter
 (``average_from``: Polyak–Ruppert tail averaging, ``η̄ = mean_{k ≥ k_0} η_{k+1}``) and record,
 every ``snapshot_every`` iterations, the current and the averaged schedule. The recorded
 schedules are then evaluated on fixed held-out draws of minibatches
-(:func:`heldout_objective`, :func:`trace_heldout`), paired across schedules, which shows
+(:func:`~hypergrad.lrs_opt_heldout.heldout_objective`,
+:func:`~hypergrad.lrs_opt_heldout.trace_heldout`), paired across schedules, which shows
 whether ``f_T`` of the last and of the averaged schedule have stopped moving beyond the noise
 of the draws.
 """
@@ -40,20 +41,17 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 
-from hypergrad import _checks
-from hypergrad.dynamics import DivergenceError, Dynamics, Params, State, call_objective
-from hypergrad.hypergradient import check_schedule, hypergradient, hypergradients, unroll
+from hypergrad.dynamics import DivergenceError, Dynamics, Params, State
+from hypergrad.hypergradient import check_schedule, hypergradient
 from hypergrad.io import atomic_write_json, run_metadata
-from hypergrad.population import stack_params
 
-__all__ = ["LrsOptResult", "lrs_opt", "lrs_opt_population", "OPTIMIZERS", "ResumeError",
-           "fingerprint", "heldout_objective", "trace_heldout"]
+__all__ = ["LrsOptResult", "lrs_opt", "OPTIMIZERS", "ResumeError", "fingerprint"]
 
 #: the outer optimisers and their options (with defaults)
 OPTIMIZERS = {
@@ -89,7 +87,7 @@ class LrsOptResult:
     Snapshots (``snapshot_every = k``, ``None`` without): ``snapshots`` lists, after every
     ``k``-th iteration, ``{"iteration": n, "lrs": η_n, "averaged": η̄ or None}`` with the
     learning rates rounded to float32 precision (the fewest digits that read back as the same
-    float32, as the experiments' traces), for :func:`trace_heldout`.
+    float32, as the experiments' traces), for :func:`~hypergrad.lrs_opt_heldout.trace_heldout`.
     """
 
     lrs: list[float]
@@ -322,7 +320,8 @@ def lrs_opt(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Sequence[
             With ``average_from ≥ iterations`` nothing is averaged (``averaged`` is ``None``).
         snapshot_every: record the schedule and the averaged one after every
             ``snapshot_every``-th iteration in the result's ``snapshots`` (float32 precision),
-            to be evaluated on fixed held-out draws with :func:`trace_heldout`; ``None``
+            to be evaluated on fixed held-out draws with
+            :func:`~hypergrad.lrs_opt_heldout.trace_heldout`; ``None``
             (default): no snapshots.
         save_path: JSON file; saved every ``save_every`` iterations (atomically) and at the
             end, with the optimiser's state, the running average and the snapshots. If it
@@ -511,260 +510,6 @@ def _settings(dyn, params, theta0, lrs, batches, step_size, max_lr, optimizer, o
 
 
 # ------------------------------------------------------------------ held-out evaluation
-def heldout_objective(dyn: Dynamics, params: Params | State,
-                      schedules: Mapping[str, torch.Tensor | Sequence[float]],
-                      draws: Sequence[Sequence], objective: Callable
-                      ) -> dict[str, list[float | None]]:
-    """``f_T(η) = E(θ(w_T(η)))`` (Problem (1)) of each schedule on each of fixed held-out draws.
-
-    Every schedule is trained from the same ``w_0`` on every draw (``T`` minibatches, the
-    same for all schedules: the values are *paired*, so differences between schedules are
-    read draw by draw), without autograd; the result is deterministic for fixed inputs.
-
-    Args:
-        dyn, params: the dynamics and the initial weights ``w_0`` (as :func:`lrs_opt`).
-        schedules: ``{name: schedule}``, each 1-D with ``T`` entries ``≥ 0`` (in the weights'
-            dtype).
-        draws: the held-out draws, each a sequence of ``T`` minibatches.
-        objective: ``E(params) -> scalar`` (``E(params, buffers)`` with buffers).
-
-    Returns:
-        ``{name: [f_T on draw 0, draw 1, …]}``, in the order of ``schedules``; ``None`` where
-        training on that draw diverges (a non-finite training loss, state or ``E``).
-    """
-    theta0 = params.w["params"] if isinstance(params, State) else params
-    if not isinstance(theta0, dict) or not theta0:
-        raise ValueError("params must be a non-empty dict of tensors (or a State)")
-    like = next(iter(theta0.values()))
-    if not isinstance(schedules, Mapping) or not schedules:
-        raise ValueError(f"schedules must be a non-empty dict {{name: schedule}}, got "
-                         f"{_checks.describe(schedules)}")
-    checked, T = {}, None
-    for name, lrs in schedules.items():
-        if not isinstance(name, str):
-            raise ValueError(f"schedules must be named by strings, got the name {name!r}")
-        try:
-            checked[name] = check_schedule(lrs, like=like, length=T)
-        except (TypeError, ValueError) as e:
-            raise type(e)(f"schedule {name!r}: {e}") from None
-        T = len(checked[name]) if T is None else T
-    if (isinstance(draws, (str, bytes, torch.Tensor)) or not isinstance(draws, Sequence)
-            or not draws):
-        raise ValueError(f"draws must be a non-empty list of draws (T minibatches each), got "
-                         f"{_checks.describe(draws)}")
-    for d, draw in enumerate(draws):
-        if isinstance(draw, (str, bytes, torch.Tensor)) or not isinstance(draw, Sequence):
-            raise ValueError(f"draw {d} must be a sequence of T = {T} minibatches, got "
-                             f"{_checks.describe(draw)}")
-        if len(draw) != T:
-            raise ValueError(f"draw {d} has {len(draw)} minibatches, but the schedules have "
-                             f"T = {T} learning rates")
-    out: dict[str, list[float | None]] = {name: [] for name in checked}
-    for draw in draws:
-        for name, lrs in checked.items():
-            out[name].append(_heldout_value(dyn, params, lrs, draw, objective))
-    return out
-
-
-def _heldout_value(dyn, params, lrs, draw, objective) -> float | None:
-    try:
-        state, _ = unroll(dyn, params, lrs, draw)
-    except DivergenceError:
-        return None
-    with torch.no_grad():
-        value = float(call_objective(objective, state, state.w["params"]))
-    return value if math.isfinite(value) else None
-
-
-def trace_heldout(dyn: Dynamics, params: Params | State,
-                  snapshots: LrsOptResult | Sequence[dict], draws: Sequence[Sequence],
-                  objective: Callable) -> dict:
-    """``f_T`` of LRS-OPT's recorded schedules on fixed held-out draws: the convergence trace.
-
-    Each snapshot of a run with ``snapshot_every`` (:class:`LrsOptResult`'s ``snapshots``) holds
-    the schedule ``η_n`` after iteration ``n`` and the averaged one ``η̄`` (or ``None`` before
-    averaging began); both are evaluated by :func:`heldout_objective` on the same ``draws``, so
-    the values are paired across snapshots and between ``η_n`` and ``η̄``. A reference has
-    converged when these stop moving beyond the spread of the draws.
-
-    Returns:
-        A dict with ``"iteration"`` (``[n, …]``), ``"lrs"`` (``f_T`` per draw, per snapshot),
-        ``"averaged"`` (``f_T`` per draw of ``η̄``, or ``None``, per snapshot) and ``"draws"``
-        (the number of draws); ``None`` for a draw that diverges.
-    """
-    if isinstance(snapshots, LrsOptResult):
-        if snapshots.snapshots is None:
-            raise ValueError("this LRS-OPT result has no snapshots: run lrs_opt with "
-                             "snapshot_every=k to record them")
-        snapshots = snapshots.snapshots
-    if not isinstance(snapshots, Sequence) or not all(
-            isinstance(x, Mapping) and {"iteration", "lrs"} <= set(x) for x in snapshots):
-        raise ValueError("snapshots must be an LrsOptResult or a list of "
-                         "{iteration, lrs, averaged} (LrsOptResult.snapshots)")
-    if (isinstance(draws, (str, bytes, torch.Tensor)) or not isinstance(draws, Sequence)
-            or not draws):
-        raise ValueError(f"draws must be a non-empty list of draws (T minibatches each), got "
-                         f"{_checks.describe(draws)}")
-    out: dict = {"iteration": [], "lrs": [], "averaged": [], "draws": len(draws)}
-    for x in snapshots:
-        # a schedule with a non-finite entry (saved as None) diverges on every draw
-        named = {k: x.get(k) for k in ("lrs", "averaged")
-                 if x.get(k) is not None and None not in x[k]}
-        values = heldout_objective(dyn, params, named, draws, objective) if named else {}
-        out["iteration"].append(x["iteration"])
-        out["lrs"].append(values.get("lrs", [None] * len(draws)))
-        out["averaged"].append(values.get("averaged", None if x.get("averaged") is None
-                                          else [None] * len(draws)))
-    return out
-
-
-# ------------------------------------------------------------------ LRS-OPT, N members at once
-def lrs_opt_population(dyn: Dynamics, params: Sequence[Params],
-                       lrs: torch.Tensor | Sequence, batches: Sequence,
-                       objective: Callable, iterations: int, step_size: float, *,
-                       max_lr: float | None = None, optimizer: str = "pgd",
-                       optimizer_options: dict | None = None,
-                       checkpoint_every: int | None = None, chunk_size: int | None = None,
-                       progress: bool = False) -> list[LrsOptResult]:
-    """LRS-OPT (Problem (1), Section 5) for ``N`` members at once: at every iteration the
-    ``N`` exact hypergradients ``∇f_T(η_i)`` (Eq. 4) are ONE ``vmap``-ed reverse-mode
-    computation (:func:`~hypergrad.hypergradient.hypergradients`), then each member takes its
-    own outer step ``η_i ← Π(η_i − γ d_i)`` (PGD, Nesterov or Adam, as in :func:`lrs_opt`).
-
-    Member ``i`` equals ``lrs_opt(dyn, params[i], lrs[i], batches[i], objective, iterations,
-    step_size, ...)`` (to rounding: tested to 1e-10 in float64), including divergence: a member
-    whose iteration diverges stops there, with ``diverged`` set (the iteration, the inner
-    step and the reason its serial run reports) and its last good schedule; the others go on.
-
-    Args:
-        dyn: the dynamics, shared (one model shape, one optimizer); models without buffers.
-        params: ``N`` initial weight dicts ``w_0`` (same names, shapes, dtype and device).
-        lrs: the initial schedules: one (1-D, ``T`` entries, ``≥ 0``) for every member, or
-            ``N`` of them (an ``(N, T)`` tensor or a sequence of ``N`` schedules).
-        batches: per member, ``T`` minibatches or ``iteration -> T minibatches`` (fresh ones
-            per iteration); minibatch ``t`` must have the same shapes for every member.
-        objective: ``E(params) -> scalar``, shared by the members (e.g. the validation loss).
-        iterations, step_size, max_lr, optimizer, optimizer_options: as in :func:`lrs_opt`.
-        checkpoint_every: the reverse mode's segment length (default ``⌈√T⌉``, as
-            :func:`lrs_opt`; ``T`` is faster and keeps all ``T`` states of every member).
-        chunk_size: passed to ``vmap`` (members computed per chunk, to bound memory).
-        progress: a progress bar over the iterations.
-
-    Returns:
-        ``N`` :class:`LrsOptResult` (no saving or resuming here: use :func:`lrs_opt` per
-        member for that; ``meta["wall_time_s"]`` is the population's wall time).
-    """
-    opts = _check_run(iterations, step_size, max_lr, optimizer, optimizer_options)
-    if isinstance(params, dict) or not isinstance(params, Sequence) or not params:
-        raise ValueError("params must be a non-empty sequence of N weight dicts, one per member")
-    for i, p in enumerate(params):
-        if isinstance(p, State) or not isinstance(p, dict) or not p:
-            raise ValueError(f"params[{i}] must be a non-empty dict of tensors (a weight dict)")
-        _checks.check_params(p, f"params[{i}]")
-    n = len(params)
-    theta0 = stack_params(params)
-    like = next(iter(theta0.values()))
-    if any(v.dtype != like.dtype or v.device != like.device for v in theta0.values()):
-        raise ValueError("the members' weights must share one dtype and one device")
-    schedules = _member_schedules(lrs, n, like)
-    T = len(schedules[0])
-    if not isinstance(batches, Sequence) or isinstance(batches, (str, bytes)) or len(batches) != n:
-        got = len(batches) if isinstance(batches, Sequence) else _checks.describe(batches)
-        raise ValueError(f"batches must hold one entry per member ({n}: T minibatches or a "
-                         f"function of the iteration each), got {got}")
-    results = [LrsOptResult(s.tolist(), [], 0, _settings(dyn, params[i], params[i], s, batches[i],
-                                                         step_size, max_lr, optimizer, opts, None))
-               for i, s in enumerate(schedules)]
-    ostates = [_outer_init(optimizer, s) for s in schedules]
-    alive = list(range(n))
-    start = time.perf_counter()
-    for it in _progress(range(iterations), progress, 0, iterations):
-        if not alive:
-            break
-        its = [_member_batches(batches[i], i, it, T) for i in alive]
-        sub = theta0 if len(alive) == n else {k: v[alive] for k, v in theta0.items()}
-        try:
-            stacked = [_stack_members([b[t] for b in its]) for t in range(T)]
-        except (RuntimeError, TypeError, ValueError) as e:
-            raise ValueError(f"iteration {it}: the members' minibatches cannot be stacked (each "
-                             f"minibatch t must have the same structure and shapes for every "
-                             f"member): {e}") from None
-        values, grads, failures = hypergradients(
-            dyn, sub, torch.stack([schedules[i] for i in alive]), stacked, objective,
-            checkpoint_every=checkpoint_every, chunk_size=chunk_size)
-        for j, i in enumerate(list(alive)):
-            result, err = results[i], failures[j]
-            if err is not None:             # keep what was done, say where it diverged
-                result.diverged = {"iteration": it, "step": err.step, "message": err.reason,
-                                   "lrs": result.lrs}
-                result.lrs = result.previous if result.previous is not None else result.lrs
-                alive.remove(i)
-                continue
-            result.previous = result.lrs
-            schedules[i], ostates[i] = _outer_step(optimizer, opts, schedules[i], grads[j],
-                                                   ostates[i], step_size, max_lr)
-            result.history.append(float(values[j]))
-            result.iterations = it + 1
-            result.lrs = schedules[i].tolist()
-    meta = run_metadata(time.perf_counter() - start)
-    for i, result in enumerate(results):
-        result.meta = dict(meta)
-        result.optimizer_state = _state_to_json(ostates[i]) if optimizer != "pgd" else None
-    return results
-
-
-def _member_schedules(lrs, n: int, like: torch.Tensor) -> list[torch.Tensor]:
-    """``N`` checked schedules from one shared schedule or ``N`` of them."""
-    per_member = (lrs.ndim == 2 if isinstance(lrs, torch.Tensor) else
-                  isinstance(lrs, Sequence) and not isinstance(lrs, (str, bytes)) and len(lrs) > 0
-                  and not isinstance(lrs[0], (int, float)) and not (
-                      isinstance(lrs[0], torch.Tensor) and lrs[0].ndim == 0))
-    if not per_member:
-        one = check_schedule(lrs, like=like)
-        return [one.clone() for _ in range(n)]
-    if len(lrs) != n:
-        raise ValueError(f"lrs holds {len(lrs)} schedules for {n} members")
-    out = []
-    for i, s in enumerate(lrs):
-        try:
-            out.append(check_schedule(s, like=like).clone())
-        except (TypeError, ValueError) as e:
-            raise type(e)(f"member {i}'s schedule: {e}") from None
-        if len(out[i]) != len(out[0]):
-            raise ValueError(f"member {i}'s schedule has {len(out[i])} learning rates, member "
-                             f"0's has {len(out[0])}: the members must share T")
-    return out
-
-
-def _member_batches(batches, i: int, it: int, T: int) -> list:
-    """Member ``i``'s ``T`` minibatches of iteration ``it``."""
-    its = batches(it) if callable(batches) else batches
-    if isinstance(its, (str, bytes, torch.Tensor)) or not hasattr(its, "__iter__"):
-        raise ValueError(f"member {i}'s minibatches of iteration {it} must be a sequence of T "
-                         f"minibatches, got {_checks.describe(its)}")
-    its = list(its)
-    if len(its) != T:
-        raise ValueError(f"member {i} has {len(its)} minibatches at iteration {it}, but its "
-                         f"schedule has T = {T} learning rates")
-    return its
-
-
-def _stack_members(items: list):
-    """One minibatch from the members' (tuples, lists and dicts of tensors) with a leading
-    member dimension."""
-    first = items[0]
-    if isinstance(first, torch.Tensor):
-        return torch.stack(items)
-    if isinstance(first, dict):
-        if any(not isinstance(x, dict) or list(x) != list(first) for x in items):
-            raise ValueError("the members' minibatches have other keys")
-        return {k: _stack_members([x[k] for x in items]) for k in first}
-    if isinstance(first, (tuple, list)):
-        if any(not isinstance(x, (tuple, list)) or len(x) != len(first) for x in items):
-            raise ValueError("the members' minibatches have other lengths")
-        return type(first)(_stack_members([x[j] for x in items]) for j in range(len(first)))
-    raise TypeError(f"a minibatch must be made of tensors (tuples, lists, dicts), got "
-                    f"{_checks.describe(first)}")
 
 
 def _resume(path, settings: dict, batches) -> LrsOptResult:

@@ -14,10 +14,9 @@ from hypergrad.lrs_opt import (
     LrsOptResult,
     ResumeError,
     fingerprint,
-    heldout_objective,
     lrs_opt,
-    trace_heldout,
 )
+from hypergrad.lrs_opt_heldout import heldout_objective, trace_heldout
 from tests.helpers import DT, problem
 
 T = 8

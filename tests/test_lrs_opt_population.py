@@ -9,7 +9,8 @@ import torch
 
 import hypergrad as hg
 from hypergrad.hypergradient import hypergradient, hypergradients
-from hypergrad.lrs_opt import lrs_opt, lrs_opt_population
+from hypergrad.lrs_opt import lrs_opt
+from hypergrad.lrs_opt_population import lrs_opt_population
 from tests.helpers import DT, problem, tiny_mlp
 
 N, T, B = 3, 6, 8

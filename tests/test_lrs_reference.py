@@ -31,7 +31,7 @@ from hypergrad.experiments.protocol import (
 )
 from hypergrad.experiments.settings import settings
 from hypergrad.experiments.store import UnitStore, float32_trace
-from hypergrad.lrs_opt import heldout_objective
+from hypergrad.lrs_opt_heldout import heldout_objective
 from tests.helpers import needs_mnist
 
 pytestmark = pytest.mark.usefixtures("one_thread")

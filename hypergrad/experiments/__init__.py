@@ -114,9 +114,7 @@ from hypergrad.experiments.mnist_schedules import (  # noqa: F401
     _task_settings,
     compact_run,
     lrs_opt_settings,
-    mnist_claims,
     run_mnist_schedules,
-    summarize_online,
 )
 from hypergrad.experiments.protocol import (  # noqa: F401
     committed_protocol,
@@ -136,6 +134,7 @@ from hypergrad.experiments.real_world import (  # noqa: F401
     run_real_world,
     summarize_real_world,
 )
+from hypergrad.experiments.section5_claims import mnist_claims, summarize_online  # noqa: F401
 from hypergrad.experiments.sensitivity import (  # noqa: F401
     run_sensitivity,
     sensitivity_claims,

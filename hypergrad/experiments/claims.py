@@ -290,7 +290,7 @@ def _v(st: dict | None) -> int:
 def section5_records(sec5: dict, claims: dict, protocol: dict | None = None,
                      metric: str = "val_acc") -> list[Claim]:
     """Section 5's claims as :class:`Claim` records: ``sec5`` the Section 5 result, ``claims``
-    its :func:`~hypergrad.experiments.mnist_schedules.mnist_claims`, ``protocol`` the protocol
+    its :func:`~hypergrad.experiments.section5_claims.mnist_claims`, ``protocol`` the protocol
     study's result (its authors' runs, extended grid and μ = 0.999 enter the comparisons
     when they cover the seeds). Accuracy comparisons are cross-fitted (:func:`versus`)."""
     table = accuracy_table(sec5, protocol, metric)
@@ -428,7 +428,7 @@ def _mimic_record(sec5: dict, protocol: dict | None) -> Claim:
     against the closer of HD's and RTHO's (each at its best β), paired over those seeds. The
     claim holds when some (μ, β) is closer beyond noise and, for every such μ, not at every β."""
     from hypergrad.experiments.analysis import compare, normalised_distance
-    from hypergrad.experiments.mnist_schedules import summarize_online
+    from hypergrad.experiments.section5_claims import summarize_online
 
     lrs = sec5.get("lrs_opt") or {}
     seeds = [k for k in lrs if all(k in by_b for by_b in sec5["online"]["hd"].values())]

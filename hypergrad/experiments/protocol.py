@@ -27,7 +27,7 @@ the order of the plan, seed by seed within a family):
   snapshots of both every ``snapshot_every`` iterations; ``lrs-pgd``: the same by the paper's
   plain projected gradient descent, as many iterations, on ``pgd_seeds``; ``lrs-heldout``:
   ``f_T`` of every snapshot (the last iterate and the average) on ``draws`` fixed held-out
-  draws that LRS-OPT never saw (:func:`~hypergrad.lrs_opt.trace_heldout`), read by
+  draws that LRS-OPT never saw (:func:`~hypergrad.lrs_opt_heldout.trace_heldout`), read by
   :func:`lrs_convergence` (and, Adam against PGD, :func:`lrs_versus`). These units store
   themselves and resume within themselves (``Unit.compute[0] == "lrs_opt"``); a held-out
   unit reads its run's stored unit, and waits while another process on this machine is
@@ -58,7 +58,8 @@ from hypergrad.experiments.store import (
 )
 from hypergrad.io import atomic_write_json
 from hypergrad.loop import History, run_online
-from hypergrad.lrs_opt import lrs_opt, trace_heldout
+from hypergrad.lrs_opt import lrs_opt
+from hypergrad.lrs_opt_heldout import trace_heldout
 from hypergrad.online import Marthe
 from hypergrad.schedules import constant
 
@@ -389,7 +390,7 @@ def _heldout_trace(task: MnistTask, unit: Unit, run: dict) -> dict:
     """``f_T`` of the run's starting schedule (iteration 0), of every snapshot and of where it
     stopped (when that is no snapshot: a run that diverged), last iterate and average, on
     ``draws`` fixed draws of the seed's minibatches that LRS-OPT never saw (salts after its
-    iterations'); :func:`~hypergrad.lrs_opt.trace_heldout`'s result with the evaluated
+    iterations'); :func:`~hypergrad.lrs_opt_heldout.trace_heldout`'s result with the evaluated
     ``schedules`` (``{"lrs", "averaged"}``: one per snapshot, float32 precision)."""
     u = unit.settings
     seed = u["seed"]

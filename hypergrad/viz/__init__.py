@@ -13,7 +13,7 @@ chapters use to draw and explore what the core computes.
 * :mod:`hypergrad.viz.reference` — the LRS-OPT reference drawn and said.
 """
 
-from hypergrad.viz import prose, reference
+from hypergrad.viz import prose, reference  # noqa: F401  (submodules the chapters use)
 from hypergrad.viz.setup import FIGURE_DPI, SCALES, Setup, chapter_setup
 from hypergrad.viz.verdicts import (
     NAMES,

@@ -95,7 +95,7 @@ def its_text(settings: dict) -> str:
 # ---------------------------------------------------------------------------- LRS-OPT
 def start_text(lo: dict, iterations: int, paper_iterations: int, n_seeds: int) -> str:
     """The verdict on "a seed-specific start, then a plateau" from ``lo`` (the ``"lrs"`` part
-    of :func:`~hypergrad.experiments.mnist_schedules.mnist_claims`), and why it cannot be tested when it
+    of :func:`~hypergrad.experiments.section5_claims.mnist_claims`), and why it cannot be tested when it
     cannot: LRS-OPT ran ``iterations`` (the paper ``paper_iterations``) on ``n_seeds``."""
     if lo["v_start"] != UNDECIDED:
         return verdict(lo["v_start"])
@@ -195,7 +195,7 @@ def accuracy_cell(acc: float | None, kept: int, runs: int) -> str:
 def accuracy_table(summary: dict, betas: Sequence[float],
                    methods: Sequence[str] | None = None) -> str:
     """The mean accuracy of each of ``methods`` (all of ``summary``'s by default; ``summary``
-    from :func:`~hypergrad.experiments.mnist_schedules.summarize_online`) at each β, as a Markdown table."""
+    from :func:`~hypergrad.experiments.section5_claims.summarize_online`) at each β, as a Markdown table."""
     rows = []
     for m in summary["methods"] if methods is None else methods:
         sm = summary["methods"][m]
@@ -263,7 +263,7 @@ def seeds_status_text(progress: dict, any_complete: bool) -> str:
 
 def kappa_text(kp: dict) -> str:
     """What the step-size selection of κ did (the ``"kappa"`` part of
-    :func:`~hypergrad.experiments.mnist_schedules.mnist_claims`); empty without a run."""
+    :func:`~hypergrad.experiments.section5_claims.mnist_claims`); empty without a run."""
     if not kp["n"]:
         return ""
     return ("The step-size selection of Section 4 (MARTHE with adaptive β) divided "
