@@ -29,7 +29,7 @@ def heldout_objective(dyn: Dynamics, params: Params | State,
     read draw by draw), without autograd; the result is deterministic for fixed inputs.
 
     Args:
-        dyn, params: the dynamics and the initial weights ``w_0`` (as :func:`lrs_opt`).
+        dyn, params: the dynamics and the initial weights ``w_0`` (as :func:`~hypergrad.lrs_opt.lrs_opt`).
         schedules: ``{name: schedule}``, each 1-D with ``T`` entries ``≥ 0`` (in the weights'
             dtype).
         draws: the held-out draws, each a sequence of ``T`` minibatches.
@@ -88,7 +88,7 @@ def trace_heldout(dyn: Dynamics, params: Params | State,
                   objective: Callable) -> dict:
     """``f_T`` of LRS-OPT's recorded schedules on fixed held-out draws: the convergence trace.
 
-    Each snapshot of a run with ``snapshot_every`` (:class:`LrsOptResult`'s ``snapshots``) holds
+    Each snapshot of a run with ``snapshot_every`` (:class:`~hypergrad.lrs_opt.LrsOptResult`'s ``snapshots``) holds
     the schedule ``η_n`` after iteration ``n`` and the averaged one ``η̄`` (or ``None`` before
     averaging began); both are evaluated by :func:`heldout_objective` on the same ``draws``, so
     the values are paired across snapshots and between ``η_n`` and ``η̄``. A reference has

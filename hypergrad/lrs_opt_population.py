@@ -38,7 +38,7 @@ def lrs_opt_population(dyn: Dynamics, params: Sequence[Params],
     """LRS-OPT (Problem (1), Section 5) for ``N`` members at once: at every iteration the
     ``N`` exact hypergradients ``∇f_T(η_i)`` (Eq. 4) are ONE ``vmap``-ed reverse-mode
     computation (:func:`~hypergrad.hypergradient.hypergradients`), then each member takes its
-    own outer step ``η_i ← Π(η_i − γ d_i)`` (PGD, Nesterov or Adam, as in :func:`lrs_opt`).
+    own outer step ``η_i ← Π(η_i − γ d_i)`` (PGD, Nesterov or Adam, as in :func:`~hypergrad.lrs_opt.lrs_opt`).
 
     Member ``i`` equals ``lrs_opt(dyn, params[i], lrs[i], batches[i], objective, iterations,
     step_size, ...)`` (to rounding: tested to 1e-10 in float64), including divergence: a member
@@ -53,14 +53,14 @@ def lrs_opt_population(dyn: Dynamics, params: Sequence[Params],
         batches: per member, ``T`` minibatches or ``iteration -> T minibatches`` (fresh ones
             per iteration); minibatch ``t`` must have the same shapes for every member.
         objective: ``E(params) -> scalar``, shared by the members (e.g. the validation loss).
-        iterations, step_size, max_lr, optimizer, optimizer_options: as in :func:`lrs_opt`.
+        iterations, step_size, max_lr, optimizer, optimizer_options: as in :func:`~hypergrad.lrs_opt.lrs_opt`.
         checkpoint_every: the reverse mode's segment length (default ``⌈√T⌉``, as
-            :func:`lrs_opt`; ``T`` is faster and keeps all ``T`` states of every member).
+            :func:`~hypergrad.lrs_opt.lrs_opt`; ``T`` is faster and keeps all ``T`` states of every member).
         chunk_size: passed to ``vmap`` (members computed per chunk, to bound memory).
         progress: a progress bar over the iterations.
 
     Returns:
-        ``N`` :class:`LrsOptResult` (no saving or resuming here: use :func:`lrs_opt` per
+        ``N`` :class:`~hypergrad.lrs_opt.LrsOptResult` (no saving or resuming here: use :func:`~hypergrad.lrs_opt.lrs_opt` per
         member for that; ``meta["wall_time_s"]`` is the population's wall time).
     """
     opts = _check_run(iterations, step_size, max_lr, optimizer, optimizer_options)

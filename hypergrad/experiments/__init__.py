@@ -14,7 +14,7 @@ dict (lists, numbers, strings, ``None`` for a missing value):
   extended, μ = 0.999, η_0 = 0.1, E on a validation minibatch;
 * :func:`.run_sensitivity` — Appendix C: MARTHE's final validation error over a ``β × μ`` grid.
 
-Analyses (used by the chapters; they read results and never train): :func:`.mnist_claims`,
+Analyses (used by the chapters; they read results and never train): :func:`~hypergrad.experiments.section5_claims.mnist_claims`,
 :func:`.real_world_claims` and :func:`.sensitivity_claims` turn each claim of the paper into
 measurements and a verdict, with one rule for "beyond noise" (:func:`.compare`: a difference
 counts when it lies outside its 95 % confidence interval over seeds, and is undecided

@@ -285,7 +285,7 @@ def run_mnist_schedules(s: dict, out_dir: str | os.PathLike | None = None, devic
       ``hypergradient`` = ``Δ_t``, final metrics, ``diverged``); for ``"marthe"`` (adaptive
       ``β``) ``κ`` is chosen per run by the step-size selection procedure of Section 4;
     * ``quality[seed]``: ``own[method]`` — Δ_t of each method's run at ``quality.beta`` (by
-      default ``"best"``: the best ``β`` of :func:`summarize_online`, in ``quality_betas``) and the
+      default ``"best"``: the best ``β`` of :func:`~hypergrad.experiments.section5_claims.summarize_online`, in ``quality_betas``) and the
       exact ``∂f_T/∂η_t`` of the schedule that run produced, along the same trajectory;
       ``replay`` — the exact hypergradient along the fixed-η trajectory and ``Δ_t`` of each
       ``μ`` in ``replay_mus`` along that same trajectory (``β = 0``);
