@@ -5,11 +5,13 @@ The reference library of the book "Scheduling the Learning Rate via Hypergradien
 the exact hypergradient of Eq. 2–4 (:mod:`hypergrad.hypergradient`); LRS-OPT
 (:mod:`hypergrad.lrs_opt`); HD, RTHO and MARTHE as one algorithm (:mod:`hypergrad.online`);
 baseline schedules (:mod:`hypergrad.schedules`); an ``nn.Module`` front end
-(:mod:`hypergrad.trainer`).
+(:mod:`hypergrad.trainer`); MARTHE as a ``torch.optim`` optimizer with one learning rate per
+parameter group (:mod:`hypergrad.optim`).
 """
 
 __version__ = "0.1.0"
 
+from hypergrad import optim  # the submodule, as hg.optim
 from hypergrad.dynamics import DivergenceError, Dynamics, State, adam, make_dynamics, sgd
 from hypergrad.hypergradient import hypergradient
 from hypergrad.loop import History, run_online, select_hyper_lr

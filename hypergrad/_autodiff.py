@@ -151,15 +151,28 @@ def jvp_eager(fn: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
 
 
 def update_jvp(update: Callable, w: dict, g: Params, lr: torch.Tensor, step: int,
-               dw: dict | None = None, dg: Params | None = None) -> tuple[dict, dict, dict]:
+               dw: dict | None = None, dg: Params | None = None, with_lr: bool = True
+               ) -> tuple[dict, dict, dict]:
     """``(U, ∂U/∂w·ẇ + ∂U/∂g·ġ + ∂U/∂η, B = ∂U/∂η)`` for ``U = update(w, g, η, step)`` by
     forward-mode AD (``ẇ = ġ = None`` mean zero): the tangent of any elementwise update, and
-    the reference for the hand-derived ones (:attr:`~hypergrad.dynamics.Dynamics.update_jvp`)."""
+    the reference for the hand-derived ones (:attr:`~hypergrad.dynamics.Dynamics.update_jvp`).
+    ``with_lr=False``: the tangent without ``∂U/∂η``; tangents with a leading batch dimension
+    are taken one direction at a time."""
     one = torch.ones_like(lr)
     w_next, B = jvp_eager(lambda lr_: update(w, g, lr_, step), (lr,), (one,))
     if dw is None and dg is None:
-        return w_next, B, B
+        return w_next, (B if with_lr else tree_zeros_like(B)), B
     dw = dw if dw is not None else tree_zeros_like(w)
     dg = dg if dg is not None else tree_zeros_like(g)
+    batched = [x.dim() > y.dim() for x, y in zip(tree_leaves(dw), tree_leaves(w), strict=True)]
+    if any(batched):
+        n = next(x.shape[0] for x, b in zip(tree_leaves(dw), batched, strict=True) if b)
+        pick = lambda t, i: tree_map(lambda x, y: x[i] if x.dim() > y.dim() else x, t[0], t[1])  # noqa: E731
+        outs = [update_jvp(update, w, g, lr, step, pick((dw, w), i), pick((dg, g), i), with_lr)[1]
+                for i in range(n)]
+        return w_next, tree_map(lambda *xs: torch.stack(xs), *outs), B
+    if not with_lr:
+        _, tangent = jvp_eager(lambda w_, g_: update(w_, g_, lr, step), (w, g), (dw, dg))
+        return w_next, tangent, B
     _, tangent = jvp_eager(lambda w_, g_, lr_: update(w_, g_, lr_, step), (w, g, lr), (dw, dg, one))
     return w_next, tangent, B

@@ -183,13 +183,21 @@ class Dynamics:
         return w_next, tangent, B, (value, bufs)
 
     def update_tangent(self, w: dict, g: Params, lr: torch.Tensor, step: int,
-                       dw: dict | None = None, dg: Params | None = None) -> tuple[dict, dict, dict]:
+                       dw: dict | None = None, dg: Params | None = None, *,
+                       with_lr: bool = True) -> tuple[dict, dict, dict]:
         """``(U, ∂U/∂w·ẇ + ∂U/∂g·ġ + ∂U/∂η, B = ∂U/∂η)`` at ``(w, g, η)`` (``None`` means a zero
         tangent), outside ``torch.func`` transforms: the hand-derived :attr:`update_jvp` when
-        there is one, else forward-mode AD of ``update`` (``hypergrad._autodiff.update_jvp``)."""
+        there is one, else forward-mode AD of ``update`` (``hypergrad._autodiff.update_jvp``).
+
+        ``with_lr=False`` leaves ``∂U/∂η`` out of the tangent (``A_t ẇ`` alone: the derivative
+        along another group's rate, :mod:`hypergrad.optim`). The tangents ``ẇ``, ``ġ`` may
+        carry a leading batch dimension (several directions at once): the update is
+        elementwise, so they broadcast against ``w`` and ``g``."""
         if self.update_jvp is not None:
-            return self.update_jvp(w, g, lr, step, dw, dg)
-        return _autodiff.update_jvp(self.update, w, g, lr, step, dw, dg)
+            if with_lr:
+                return self.update_jvp(w, g, lr, step, dw, dg)
+            return self.update_jvp(w, g, lr, step, dw, dg, with_lr=False)
+        return _autodiff.update_jvp(self.update, w, g, lr, step, dw, dg, with_lr=with_lr)
 
     def lr_derivative(self, w: dict, g: Params, lr: torch.Tensor, step: int) -> dict:
         """``B = ∂Φ/∂η`` at ``(w, η)`` given the gradient ``g``."""
@@ -292,7 +300,7 @@ def sgd(loss: Callable, momentum: float = 0.0, weight_decay: float = 0.0,
         step_dir = tree_map(lambda di, vi: di + momentum * vi, d, v) if nesterov else v
         return {"params": tree_map(lambda p, s: p - lr * s, theta, step_dir), "momentum": v}
 
-    def update_jvp(w, g, lr, k, dw, dg):
+    def update_jvp(w, g, lr, k, dw, dg, with_lr=True):
         names, theta, zero = list(g), w["params"], dw is None and dg is None
         new, tan, B = {"params": {}}, {"params": {}}, {"params": {}}
         if momentum:
@@ -310,7 +318,11 @@ def sgd(loss: Callable, momentum: float = 0.0, weight_decay: float = 0.0,
             else:
                 s_, ds = d, dd
             new["params"][n], B["params"][n] = p - lr * s_, -s_
-            tan["params"][n] = B["params"][n] if zero else _lin(dw, n, 1.0) - lr * ds - s_
+            if not with_lr:                 # A_t ẇ alone
+                tan["params"][n] = (torch.zeros_like(p) if zero
+                                    else _lin(dw, n, 1.0) - lr * ds)
+            else:
+                tan["params"][n] = B["params"][n] if zero else _lin(dw, n, 1.0) - lr * ds - s_
         return new, tan, B
 
     name = "sgd" if not momentum else "sgd_momentum"
@@ -352,7 +364,7 @@ def adam(loss: Callable, betas: tuple[float, float] = (0.9, 0.999), eps: float =
                              theta, m, v)
         return {"params": new_theta, "exp_avg": m, "exp_avg_sq": v}
 
-    def update_jvp(w, g, lr, k, dw, dg):
+    def update_jvp(w, g, lr, k, dw, dg, with_lr=True):
         zero = dw is None and dg is None
         bc1, bc2_sqrt = 1 - b1 ** (k + 1), (1 - b2 ** (k + 1)) ** 0.5
         slots = ("params", "exp_avg", "exp_avg_sq")
@@ -369,14 +381,17 @@ def adam(loss: Callable, betas: tuple[float, float] = (0.9, 0.999), eps: float =
             B["exp_avg"][n] = B["exp_avg_sq"][n] = torch.zeros_like(m)
             if zero:
                 tan["params"][n], tan["exp_avg"][n], tan["exp_avg_sq"][n] = (
-                    B["params"][n], B["exp_avg"][n], B["exp_avg_sq"][n])
+                    B["params"][n] if with_lr else torch.zeros_like(m), B["exp_avg"][n],
+                    B["exp_avg_sq"][n])
                 continue
             dd = _lin(dg, n, 1.0, None) + _lin(dw, n, weight_decay)
             dm = _lin(dw, n, b1, "exp_avg") + (1 - b1) * dd
             dv = _lin(dw, n, b2, "exp_avg_sq") + 2 * (1 - b2) * d * dd
             dr = torch.where(v > 0, dv / (2 * torch.where(v > 0, root, torch.ones_like(root))),
                              torch.zeros_like(v)) / bc2_sqrt
-            tan["params"][n] = _lin(dw, n, 1.0) + B["params"][n] - (lr / bc1) * (dm * r - m * dr) / (r * r)
+            step_ = (lr / bc1) * (dm * r - m * dr) / (r * r)
+            tan["params"][n] = (_lin(dw, n, 1.0) + B["params"][n] - step_ if with_lr
+                                else _lin(dw, n, 1.0) - step_)
             tan["exp_avg"][n], tan["exp_avg_sq"][n] = dm, dv
         return new, tan, B
 

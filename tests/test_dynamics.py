@@ -269,6 +269,37 @@ def test_hand_written_update_tangent_equals_autodiff(make, zero):
             assert max_diff(a[s], b[s]) < 1e-14 * scale      # relative, in float64
 
 
+@pytest.mark.parametrize("make", [
+    lambda l: hg.sgd(l, weight_decay=1e-2), lambda l: hg.sgd(l, momentum=0.9, weight_decay=1e-2),
+    lambda l: hg.sgd(l, momentum=0.8, nesterov=True), lambda l: hg.adam(l, weight_decay=1e-2)],
+    ids=["sgd+wd", "momentum+wd", "nesterov", "adam+wd"])
+def test_update_tangent_without_the_lr_term_and_batched(make):
+    """``with_lr=False`` is the tangent minus ``B`` (hand-written = autodiff), and tangents
+    with a leading batch dimension give each direction's own tangent."""
+    _, loss, params, batches, _ = problem(T=3)
+    dyn = make(loss)
+    state = dyn.step(dyn.step(dyn.init(params), 0.05, batches[0]), 0.05, batches[1])
+    g, _ = dyn.grad(state.w["params"], batches[2], state.aux)
+    lr = torch.tensor(0.05, dtype=DT)
+    dirs = [({s: {k: torch.randn_like(v) for k, v in d.items()} for s, d in state.w.items()},
+             {k: torch.randn_like(v) for k, v in g.items()}) for _ in range(3)]
+    stack = lambda *ts: {k: (stack(*(t[k] for t in ts)) if isinstance(ts[0][k], dict)  # noqa: E731
+                             else torch.stack([t[k] for t in ts])) for k in ts[0]}
+    dw_b, dg_b = stack(*(d[0] for d in dirs)), stack(*(d[1] for d in dirs))
+    for fn in (dyn.update_tangent,
+               lambda *a, **k: _autodiff.update_jvp(dyn.update, *a, **k)):
+        _, batched, _ = fn(state.w, g, lr, 2, dw_b, dg_b, with_lr=False)
+        for i, (dw, dg) in enumerate(dirs):
+            _, with_b, B = dyn.update_tangent(state.w, g, lr, 2, dw, dg)
+            for s in B:
+                want = {k: with_b[s][k] - B[s][k] for k in B[s]}
+                got = {k: batched[s][k][i] for k in B[s]}
+                scale = max(1.0, max(float(v.abs().max()) for v in with_b[s].values()))
+                assert max_diff(got, want) < 1e-13 * scale
+        _, zero_tan, _ = fn(state.w, g, lr, 2, None, None, with_lr=False)
+        assert all(float(v.abs().max()) == 0 for d in zero_tan.values() for v in d.values())
+
+
 def test_make_dynamics_by_name():
     loss = lambda p, b: (p["x"] ** 2).sum()  # noqa: E731
     assert hg.make_dynamics("sgd", loss, momentum=0.9).hyperparams["momentum"] == 0.9
