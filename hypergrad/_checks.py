@@ -83,19 +83,21 @@ def check_lr(lr: Any, what: str = "the learning rate") -> None:
     _reject_non_real(lr, what)
 
 
-def check_schedule(lrs: Any, like: torch.Tensor | None = None, length: int | None = None
-                   ) -> torch.Tensor:
+def check_schedule(lrs: Any, like: torch.Tensor | None = None, length: int | None = None,
+                   groups: int | None = None) -> torch.Tensor:
     """Validate a schedule ``η ∈ R^T_{≥0}``: real, 1-D, finite, non-negative, of the right length
-    (a ``ValueError``/``TypeError`` naming the step or the problem)."""
+    (a ``ValueError``/``TypeError`` naming the step or the problem). With ``groups = G`` the
+    schedule is ``T × G``: one learning rate per step and group of weights."""
+    shape = "a 1-D tensor" if groups is None else f"a T x {groups} tensor"
     if isinstance(lrs, (str, bytes)):
-        raise TypeError(f"the schedule must be a 1-D tensor or sequence of numbers, got {lrs!r}")
+        raise TypeError(f"the schedule must be {shape} or sequence of numbers, got {lrs!r}")
     if isinstance(lrs, torch.Tensor):
         _reject_non_real(lrs, "the schedule")
     else:
         try:
             lrs = list(lrs) if not isinstance(lrs, numbers.Number) else lrs
         except TypeError:
-            raise TypeError(f"the schedule must be a 1-D tensor or sequence of numbers, got "
+            raise TypeError(f"the schedule must be {shape} or sequence of numbers, got "
                             f"{type(lrs).__name__}") from None
         for t, v in enumerate(lrs if isinstance(lrs, list) else [lrs]):
             if not isinstance(v, (list, tuple)) and (not isinstance(v, torch.Tensor) or v.ndim == 0):
@@ -107,24 +109,32 @@ def check_schedule(lrs: Any, like: torch.Tensor | None = None, length: int | Non
                    if isinstance(lrs, list) and lrs and isinstance(lrs[0], torch.Tensor)
                    else torch.as_tensor(lrs, dtype=dtype))
         except (TypeError, ValueError, RuntimeError) as e:
-            raise ValueError(f"the schedule could not be read as a 1-D tensor: {e}") from None
+            raise ValueError(f"the schedule could not be read as {shape}: {e}") from None
         _reject_non_real(lrs, "the schedule")
     if like is not None:
         lrs = lrs.to(dtype=like.dtype, device=like.device)
     elif not lrs.is_floating_point():
         lrs = lrs.to(torch.get_default_dtype())
-    if lrs.ndim != 1:
+    if groups is None and lrs.ndim != 1:
         raise ValueError(f"the schedule must be a 1-D tensor of T learning rates, got shape "
                          f"{tuple(lrs.shape)}")
+    if groups is not None and (lrs.ndim != 2 or lrs.shape[1] != groups):
+        raise ValueError(f"the schedule must be a T x {groups} tensor (one learning rate per "
+                         f"step and group), got shape {tuple(lrs.shape)}")
+
+    def where(mask):
+        bad = [int(i) for i in mask.nonzero()[0]]
+        return (f"step {bad[0]}" + ("" if groups is None else f", group {bad[1]}"),
+                lrs[tuple(bad)].item())
+
     if not torch.isfinite(lrs).all():
-        bad = int((~torch.isfinite(lrs)).nonzero()[0])
-        raise ValueError(f"the schedule has a non-finite learning rate at step {bad}: "
-                         f"{lrs[bad].item()}")
+        at, v = where(~torch.isfinite(lrs))
+        raise ValueError(f"the schedule has a non-finite learning rate at {at}: {v}")
     if (lrs < 0).any():
-        bad = int((lrs < 0).nonzero()[0])
-        raise ValueError(f"learning rates must be >= 0; step {bad} has {lrs[bad].item()}")
-    if length is not None and lrs.numel() != length:
-        raise ValueError(f"the schedule has {lrs.numel()} learning rates but there are "
+        at, v = where(lrs < 0)
+        raise ValueError(f"learning rates must be >= 0; {at} has {v}")
+    if length is not None and lrs.shape[0] != length:
+        raise ValueError(f"the schedule has {lrs.shape[0]} learning rates but there are "
                          f"{length} minibatches: one learning rate per step is needed")
     return lrs
 

@@ -405,6 +405,40 @@ def _safe_sqrt(v: torch.Tensor) -> torch.Tensor:
     return torch.where(pos, torch.sqrt(torch.where(pos, v, torch.ones_like(v))), torch.zeros_like(v))
 
 
+def grouped(dyn: Dynamics, groups: dict[str, int]) -> Dynamics:
+    """``dyn`` with one learning rate per group of weights: ``η`` is a vector ``(η^0, …,
+    η^{G-1})`` and the weights ``n`` (with their optimizer slots) move with ``η^{groups[n]}``.
+
+    ``Φ_t(w, η) = (U(w_g, ∇L_t(θ)_g, η^g, t))_g``: the same elementwise update applied group
+    by group, so that ``∂Φ_t/∂η^g = B^g_t`` is ``B_t`` on group ``g``'s weights and zero
+    elsewhere. What :func:`~hypergrad.hypergradient.hypergradient` differentiates with a
+    ``T × G`` schedule; :mod:`hypergrad.optim` runs the same update group by group.
+    """
+    if not isinstance(groups, dict) or not groups:
+        raise TypeError(f"groups must be a dict {{weight name: group index}}, got "
+                        f"{_checks.describe(groups)}")
+    ids = sorted(set(groups.values()))
+    if any(not isinstance(i, int) or isinstance(i, bool) for i in ids) or \
+            ids != list(range(len(ids))):
+        raise ValueError(f"the group indices must be 0, 1, …, G-1, each used; got {ids}")
+    members = [[n for n in groups if groups[n] == i] for i in ids]
+
+    def update(w, g, lr, k):
+        if set(g) != set(groups):
+            raise ValueError(f"groups names the weights {sorted(groups)}, the state has "
+                             f"{sorted(g)}")
+        out = {s: {} for s in w}
+        for i, names in enumerate(members):
+            sub = dyn.update({s: {n: w[s][n] for n in names} for s in w},
+                             {n: g[n] for n in names}, lr[i], k)
+            for s, d in sub.items():
+                out[s].update(d)
+        return {s: {n: out[s][n] for n in w[s]} for s in w}      # the state's own order
+
+    return Dynamics(f"{dyn.name}_grouped", dyn.loss, dyn.slots, update,
+                    {**dyn.hyperparams, "groups": len(members)})
+
+
 #: the dynamics by name, for :func:`make_dynamics`
 DYNAMICS = {"sgd": sgd, "adam": adam}
 

@@ -37,6 +37,7 @@ from hypergrad import _autodiff, _checks
 from hypergrad.dynamics import (
     DivergenceError,
     Dynamics,
+    grouped,
     Params,
     State,
     call_objective,
@@ -87,7 +88,8 @@ def unroll(dyn: Dynamics, params_or_state: Params | State, lrs: torch.Tensor, ba
 
 def hypergradient(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Sequence[float],
                   batches: Sequence, objective: Callable, *,
-                  mode: str = "reverse", checkpoint_every: int | None = None
+                  mode: str = "reverse", checkpoint_every: int | None = None,
+                  groups: dict[str, int] | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(f_T(η), ∇f_T(η))`` for ``f_T(η) = E(θ(w_T(η)))`` (Eq. 1–4).
 
@@ -101,9 +103,12 @@ def hypergradient(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Seq
         mode: ``"reverse"`` (adjoint, checkpointed) or ``"forward"`` (tangent system, Eq. 3).
         checkpoint_every: reverse mode's segment length ``k`` (default ``⌈√T⌉``; ``1``
             stores every state, ``T`` stores only ``w_0`` and keeps all ``T`` pullbacks).
+        groups: one learning rate per group of weights: ``{weight name: g}`` with
+            ``g = 0 … G-1``; the schedule is then ``T × G`` (:func:`~hypergrad.dynamics.grouped`).
 
     Returns:
-        ``value = E(w_T)`` and ``grad`` with ``grad[t] = ∂f_T/∂η_t``.
+        ``value = E(w_T)`` and ``grad`` with ``grad[t] = ∂f_T/∂η_t`` (with ``groups``,
+        ``grad[t, g] = ∂f_T/∂η_{t,g}``).
 
     Weights that ``E`` (or ``L_t``) does not use contribute zero, as
     ``torch.autograd.grad(..., allow_unused=True)`` with zeros materialised would give.
@@ -125,7 +130,13 @@ def hypergradient(dyn: Dynamics, params: Params | State, lrs: torch.Tensor | Seq
         raise TypeError(f"batches must be a sequence of T minibatches, got "
                         f"{_checks.describe(batches)}")
     batches = list(batches)
-    lrs = check_schedule(lrs, like=next(iter(theta0.values())), length=len(batches))
+    if groups is not None:
+        dyn = grouped(dyn, groups)
+        if set(groups) != set(theta0):
+            raise ValueError(f"groups names the weights {sorted(groups)}, the model has "
+                             f"{sorted(theta0)}")
+    lrs = _checks.check_schedule(lrs, like=next(iter(theta0.values())), length=len(batches),
+                                 groups=None if groups is None else dyn.hyperparams["groups"])
     if mode == "reverse":
         return _reverse(dyn, state0, lrs, batches, objective, checkpoint_every)
     if mode == "forward":
@@ -169,8 +180,9 @@ def _forward(dyn, state0, lrs, batches, objective):
     T = len(batches)
     state = state0
     # Z_0 = 0: T columns, one per learning rate (leading dimension).
-    Z = tree_map(lambda x: x.new_zeros((T, *x.shape)), state.w)
-    eye = torch.eye(T, dtype=lrs.dtype, device=lrs.device)
+    n = lrs.numel()             # one column per learning rate (T, or T·G with groups)
+    Z = tree_map(lambda x: x.new_zeros((n, *x.shape)), state.w)
+    eye = torch.eye(n, dtype=lrs.dtype, device=lrs.device).view(n, *lrs.shape).movedim(0, 1)
     for t in range(T):
         aux = state.aux
 
@@ -185,6 +197,7 @@ def _forward(dyn, state0, lrs, batches, objective):
     value, g_E = _final_objective(objective, state, T)
     grad = sum(torch.einsum("t...,...->t", Zp, gp)
                for Zp, gp in zip(Z["params"].values(), g_E.values(), strict=True))
+    grad = grad.view(lrs.shape)
     _check_hypergradient(T, grad)
     return value, grad
 
@@ -201,7 +214,7 @@ def _final_objective(objective, state_T: State, T: int):
 
 def _check_hypergradient(T: int, grad: torch.Tensor) -> None:
     if not bool(torch.isfinite(grad).all()):
-        bad = int((~torch.isfinite(grad)).nonzero()[0])
+        bad = int((~torch.isfinite(grad)).flatten().nonzero()[0])
         raise DivergenceError(T, f"the hypergradient (entry {bad})")
 
 
