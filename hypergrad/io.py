@@ -3,17 +3,20 @@ long run (versions, hardware, wall time, and the commit when the caller knows it
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import platform
 import tempfile
 import time
 from collections.abc import Callable
+from io import BytesIO
 from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_write", "atomic_write_json", "atomic_save", "run_metadata", "source_commit"]
+__all__ = ["atomic_write", "atomic_write_json", "json_gz_bytes", "atomic_write_json_gz",
+           "atomic_save", "run_metadata", "source_commit"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
@@ -41,6 +44,23 @@ def atomic_write_json(path: str | os.PathLike, obj: object, compact: bool = Fals
                 json.dump(obj, f, indent=1)
 
     atomic_write(path, write)
+
+
+def json_gz_bytes(obj: object) -> bytes:
+    """``obj`` as compact JSON (no whitespace), gzip-compressed at level 9 with a header that
+    holds no date (``mtime=0``) and no file name: the same content always gives the same bytes,
+    so a file rewritten unchanged is no change in git. Compact JSON of the unit files shrinks
+    about 2.6 times this way."""
+    buf = BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=9, mtime=0) as gz:
+        gz.write(json.dumps(obj, separators=(",", ":")).encode("utf-8"))
+    return buf.getvalue()
+
+
+def atomic_write_json_gz(path: str | os.PathLike, obj: object) -> None:
+    """:func:`json_gz_bytes` of ``obj`` to ``path``, atomically (:func:`atomic_write`)."""
+    data = json_gz_bytes(obj)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def atomic_save(path: str | os.PathLike, obj: object) -> None:

@@ -76,3 +76,18 @@ def run_mnist_tiny(**overrides):
 #: True when the MNIST test files are in the data folder ($HYPERGRAD_DATA in CI)
 HAS_MNIST = _has_mnist()
 needs_mnist = pytest.mark.skipif(not HAS_MNIST, reason="MNIST files not found in $HYPERGRAD_DATA")
+
+
+def write_unit_file(path, data: dict) -> None:
+    """``data`` to the unit file ``path`` in the form its name says: gzip-compressed JSON for
+    ``<name>.json.gz`` (as the store writes it), plain JSON for the legacy ``<name>.json``."""
+    import json
+    from pathlib import Path
+
+    from hypergrad.io import atomic_write_json_gz
+
+    path = Path(path)
+    if path.name.endswith(".gz"):
+        atomic_write_json_gz(path, data)
+    else:
+        path.write_text(json.dumps(data))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hypergrad import experiments as ex
-from tests.helpers import needs_mnist
+from tests.helpers import needs_mnist, write_unit_file
 
 pytestmark = [needs_mnist]
 
@@ -48,15 +48,24 @@ def full(tmp_path_factory):
     return root
 
 
-def _copy(full, tmp_path, experiment, keep=lambda name: True):
+def _copy(full, tmp_path, experiment, keep=lambda name: True, form=".json.gz"):
     """A root under ``tmp_path`` with the unit files of ``experiment`` whose name passes
-    ``keep`` (no results.json: only what is committed)."""
+    ``keep`` (no results.json: only what is committed), each as ``<name><form>``: ``.json.gz``
+    as the store writes them, ``.json`` of the older form, or ``"both"`` (a ``.json.gz`` and
+    a legacy ``.json`` of other content, which must be ignored)."""
     src = ex.result_dir(full, experiment, "tiny") / "units"
     dst = ex.result_dir(tmp_path, experiment, "tiny") / "units"
     dst.mkdir(parents=True)
-    for f in src.glob("*.json"):
-        if keep(f.stem):
+    for name, f in ex.unit_files(src).items():
+        if not keep(name):
+            continue
+        if form == ".json.gz" and f.name.endswith(".json.gz"):
             shutil.copy(f, dst / f.name)
+            continue
+        data = ex.read_unit_file(f)
+        if form == "both":
+            write_unit_file(dst / f"{name}.json", {**data, "settings": {"stale": True}})
+        write_unit_file(dst / f"{name}{'.json.gz' if form == 'both' else form}", data)
     return tmp_path
 
 
@@ -85,14 +94,19 @@ def test_readonly_store_never_computes_nor_moves(tmp_path):
 
 
 # --------------------------------------------------------------------------- complete
+@pytest.mark.parametrize("form", [".json.gz", ".json", "both"])
 @pytest.mark.parametrize("experiment", ["sensitivity", "mnist-schedules"])
-def test_complete_equals_runner(full, tmp_path, experiment):
+def test_complete_equals_runner(full, tmp_path, experiment, form):
+    """The same whichever form the unit files have (a legacy ``.json`` beside a ``.json.gz``
+    is not read: it holds other settings here, and would be rejected if it were)."""
     s = _sens_settings() if experiment == "sensitivity" else _mnist_settings()
-    root = _copy(full, tmp_path, experiment)
+    root = _copy(full, tmp_path, experiment, form=form)
+    units = ex.result_dir(root, experiment, "tiny") / "units"
+    n_files = len(list(units.iterdir()))
     c = ex.committed(experiment, root=root, scale="tiny", s=s)
     p = c["progress"]
-    assert p["complete"] and p["done"] == p["total"] == len(list(
-        (ex.result_dir(root, experiment, "tiny") / "units").glob("*.json")))
+    assert p["complete"] and p["done"] == p["total"] == len(ex.unit_files(units))
+    assert n_files == p["total"] * (2 if form == "both" else 1)
     assert c["rejected"] == []
     expect = _runner_result(root, experiment, s)
     got = dict(c["result"])
@@ -104,8 +118,8 @@ def test_complete_equals_runner(full, tmp_path, experiment):
         assert p["seeds"] == {"grid": [0, 1]}
     assert got == expect
     # the wall time is the sum of what the units recorded, per part
-    walls = [json.loads(f.read_text())["meta"]["wall_time_s"] for f in
-             (ex.result_dir(root, experiment, "tiny") / "units").glob("*.json")]
+    walls = [ex.read_unit_file(f)["meta"]["wall_time_s"] for f in
+             ex.unit_files(units).values()]
     assert c["wall_time_s"]["total"] == pytest.approx(sum(walls))
     assert sum(c["wall_time_s"]["parts"].values()) == pytest.approx(sum(walls))
     assert c["meta"]["commits"] and c["meta"]["threads"] == [1]
@@ -192,15 +206,16 @@ def test_foreign_settings_file_is_reported_and_not_used(full, tmp_path):
     root = _copy(full, tmp_path, "sensitivity")
     units = ex.result_dir(root, "sensitivity", "tiny") / "units"
     victim = ex.sensitivity.plan_units(s)[0].name           # a unit of seed 0
-    data = json.loads((units / f"{victim}.json").read_text())
+    victim_file = ex.unit_file(units, victim)
+    data = ex.read_unit_file(victim_file)
     data["settings"]["T"] += 1
-    (units / f"{victim}.json").write_text(json.dumps(data))
+    write_unit_file(victim_file, data)
     (units / "not_a_unit.json").write_text("{truncated")
     (units / "sens_stray_seed9.json").write_text(json.dumps(data))
     before = sorted(p.name for p in units.iterdir())
     c = ex.committed("sensitivity", root=root, scale="tiny", s=s)
     reasons = {r["file"]: r["reason"] for r in c["rejected"]}
-    assert "T: 7 (plan: 6)" in reasons[f"{victim}.json"]
+    assert "T: 7 (plan: 6)" in reasons[victim_file.name]
     assert reasons["not_a_unit.json"] == "not a unit file"
     assert reasons["sens_stray_seed9.json"] == "not a unit of the plan"
     # seed 0 is not complete any more: only seed 1 is used, and nothing was moved or written
@@ -212,13 +227,13 @@ def test_foreign_settings_file_is_reported_and_not_used(full, tmp_path):
 def test_noise_unit_of_other_settings_is_reported_and_not_used(full, tmp_path):
     s = _mnist_settings()
     root = _copy(full, tmp_path, "mnist-schedules")
-    path = ex.result_dir(root, "mnist-schedules", "tiny") / "units" / "noise_seed0.json"
-    data = json.loads(path.read_text())
+    path = ex.unit_file(ex.result_dir(root, "mnist-schedules", "tiny"), "noise_seed0")
+    data = ex.read_unit_file(path)
     assert data["settings"] == ex.mnist_schedules.noise_settings(s, 0)
     data["settings"]["draws"] += 1
-    path.write_text(json.dumps(data))
+    write_unit_file(path, data)
     c = ex.committed("mnist-schedules", root=root, scale="tiny", s=s)
-    (why,) = [r["reason"] for r in c["rejected"] if r["file"] == "noise_seed0.json"]
+    (why,) = [r["reason"] for r in c["rejected"] if r["file"] == path.name]
     assert why == f"other settings: draws: {s['noise']['draws'] + 1} (plan: {s['noise']['draws']})"
     assert c["progress"]["seeds"]["noise"] == [] and c["result"]["noise"] == {}
     assert c["progress"]["parts"]["noise"] == {"done": 0, "total": 1}

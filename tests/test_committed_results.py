@@ -32,9 +32,19 @@ ROOT = Path(__file__).resolve().parent.parent / "results"
 MODULES = {"mnist-schedules": mnist_schedules, "sensitivity": sensitivity}
 
 
-def _unit_files(experiment: str) -> list[Path]:
-    folder = ROOT / experiment / "paper" / "units"
-    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+def _units_dir(experiment: str) -> Path:
+    return ROOT / experiment / "paper" / "units"
+
+
+def _unit_files(experiment: str) -> dict[str, Path]:
+    """name -> the committed file of each finished unit (``.json.gz``, or legacy ``.json``)."""
+    return ex.unit_files(_units_dir(experiment))
+
+
+def _partial_files(experiment: str) -> list[Path]:
+    """The committed LRS-OPT progress files (``<name>.partial.json``)."""
+    folder = _units_dir(experiment)
+    return sorted(folder.glob("*.partial.json")) if folder.is_dir() else []
 
 
 def _diff(a, b, path="") -> list[str]:
@@ -72,19 +82,22 @@ def test_the_paper_plans_name_every_unit_once():
 
 @pytest.mark.parametrize("experiment", list(MODULES))
 def test_committed_units_hold_the_current_settings(experiment):
-    files = _unit_files(experiment)
-    if not files:
+    units, partials = _unit_files(experiment), _partial_files(experiment)
+    if not units and not partials:
         pytest.skip(f"no paper-scale {experiment} units committed under {ROOT}")
     expected = _expected_settings(experiment)
     s = ex.settings(experiment, "paper")
-    problems = []
-    for f in files:
-        data = json.loads(f.read_text())
+    problems = [f"{name}: committed twice, as .json.gz and as .json (the .json is not read)"
+                for name in units if (_units_dir(experiment) / f"{name}.json").exists()
+                and units[name].name.endswith(".json.gz")]
+    files = [(f.name[:-len(".partial.json")], f) for f in partials] + list(units.items())
+    for name, f in files:
         if f.name.endswith(".partial.json"):                  # LRS-OPT in progress
-            name = f.name[:-len(".partial.json")]
+            data = json.loads(f.read_text())
             found = (data.get("settings") or {}).get("unit")
         else:
-            name = f.stem
+            data = ex.read_unit_file(f)
+            assert data is not None, f"{f.name}: cannot be read"
             found = data.get("settings")
             assert set(data) == {"settings", "result", "meta"}, f"{f.name}: not a unit file"
             meta = data["meta"]
@@ -110,14 +123,14 @@ def test_committed_noise_units_read_the_committed_lrs_opt_schedule():
     checked cheaply is checked: its draws, its lengths, and that the schedule it smoothed is
     the committed LRS-OPT schedule of its seed (its centred mean, to float32 rounding)."""
     s = ex.settings("mnist-schedules", "paper")
-    files = {f.stem: f for f in _unit_files("mnist-schedules")}
+    files = _unit_files("mnist-schedules")
     names = [f"noise_seed{sd}" for sd in s["noise"]["seeds"] if f"noise_seed{sd}" in files]
     if not names:
         pytest.skip(f"no paper-scale noise unit committed under {ROOT}")
     for name in names:
         seed = int(name.removeprefix("noise_seed"))
-        out = json.loads(files[name].read_text())["result"]
-        lrs = json.loads(files[f"lrs_opt_seed{seed}"].read_text())["result"]["lrs"]
+        out = ex.read_unit_file(files[name])["result"]
+        lrs = ex.read_unit_file(files[f"lrs_opt_seed{seed}"])["result"]["lrs"]
         T, k = s["T"], s["noise"]["draws"]
         for key in ("start", "final"):
             assert len(out[key]["f_T"]) == k and out[key]["draws"] == k, (name, key)
@@ -136,10 +149,10 @@ def test_committed_noise_units_read_the_committed_lrs_opt_schedule():
 def _online_units() -> list[tuple[str, object, Path]]:
     out = []
     for experiment, mod in MODULES.items():
-        files = {f.stem: f for f in _unit_files(experiment)}
+        files = _unit_files(experiment)
         for u in mod.plan_units(ex.settings(experiment, "paper")):
-            if u.batch is not None and u.name in files and not json.loads(
-                    files[u.name].read_text())["result"]["diverged"]:
+            if u.batch is not None and u.name in files and not ex.read_unit_file(
+                    files[u.name])["result"]["diverged"]:
                 out.append((experiment, u, files[u.name]))
     return out
 
@@ -214,7 +227,7 @@ def test_two_random_committed_online_units_are_reproduced_by_todays_code(one_thr
     rng = random.Random(os.environ.get("HYPERGRAD_SPOT_SEED"))
     picked = rng.sample(units, min(2, len(units)))
     for experiment, unit, path in picked:
-        stored = json.loads(path.read_text())["result"]
+        stored = ex.read_unit_file(path)["result"]
         s = ex.settings(experiment, "paper")
         task = mnist_schedules.MnistTask(s, "cpu")
         got = json.loads(json.dumps(ex._jsonable(MODULES[experiment].compute_unit(task, s, unit))))

@@ -90,8 +90,8 @@ def test_unit_store_in_memory_and_on_disk(tmp_path):
     assert len(calls) == 2 and again.loaded == 1 and again.computed == 0
     other = ex.UnitStore(tmp_path)
     other.get("u", {"a": 3}, compute)                    # other settings: recomputed
-    assert len(calls) == 3 and (tmp_path / "units" / "u.json.stale").exists()
-    stored = json.loads((tmp_path / "units" / "u.json").read_text())
+    assert len(calls) == 3 and len(list((tmp_path / "units").glob("u.json*.stale"))) == 1
+    stored = ex.read_unit_file(ex.unit_file(tmp_path, "u"))
     assert stored["settings"] == {"a": 3} and "wall_time_s" in stored["meta"]
 
 
@@ -191,10 +191,10 @@ def test_a_quality_beta_off_the_grid_gets_its_own_online_units(tmp_path, one_thr
     assert set(r["quality_betas"].values()) == {3e-3} and 3e-3 not in s["online"]["betas"]
     for method in r["online"]:
         unit = ex.mnist_schedules.online_unit(r["settings"], method, 3e-3, 0)
-        assert (tmp_path / "units" / f"{unit.name}.json").exists()
+        assert ex.unit_file(tmp_path, unit.name) is not None
         own = r["quality"]["0"]["own"][method]
         if not own["diverged"]:
-            stored = json.loads((tmp_path / "units" / f"{unit.name}.json").read_text())
+            stored = ex.read_unit_file(ex.unit_file(tmp_path, unit.name))
             assert own["estimate"] == stored["result"]["hypergradient"]
             assert stored["settings"] == unit.settings and unit.settings["beta"] == 3e-3
 
@@ -211,7 +211,7 @@ def test_lrs_opt_divergence_stops_the_unit_and_keeps_the_last_good_schedule(tmp_
     assert torch.equal(torch.tensor(r["lrs"], dtype=torch.float32),
                        torch.full((s["T"],), s["fixed_lr"], dtype=torch.float32))
     assert r["val_acc"] is not None
-    stored = json.loads((tmp_path / "units" / "lrs_opt_seed0.json").read_text())
+    stored = ex.read_unit_file(ex.unit_file(tmp_path, "lrs_opt_seed0"))
     assert stored["result"]["diverged"] == r["diverged"]
 
 
@@ -236,9 +236,9 @@ def test_cli_writes_results_and_resumes(tmp_path):
     assert res["units"]["computed"] > 0
     for key in ("commit", "torch", "wall_time_s", "device"):
         assert key in res["meta"]
-    units = sorted((folder / "units").glob("*.json"))
-    assert {u.name for u in units} >= {"fixed_seed0.json", "lrs_opt_seed0.json",
-                                       "quality_seed0.json", "online_hd_beta0.001_seed0.json"}
+    units = list(ex.unit_files(folder).values())
+    assert set(ex.unit_files(folder)) >= {"fixed_seed0", "lrs_opt_seed0", "quality_seed0",
+                                          "online_hd_beta0.001_seed0"}
     stamps = {u.name: u.stat().st_mtime_ns for u in units}
 
     _cli(*args)                                        # again: nothing is recomputed

@@ -1,9 +1,11 @@
 """Hostile files in the experiments' store (issue 12): truncated, foreign or malformed unit
-files and LRS-OPT ``*.partial.json`` files are set aside as ``*.stale`` (never deleted, never
-overwritten) and the unit is computed afresh; nothing raises."""
+files (``.json.gz`` or legacy ``.json``) and LRS-OPT ``*.partial.json`` files are set aside as
+``*.stale`` (never deleted, never overwritten) and the unit is computed afresh; nothing
+raises."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -20,12 +22,13 @@ def _units(folder: Path) -> dict[str, bytes]:
 
 
 def _write(folder: Path, name: str, content) -> Path:
+    """``content`` (bytes, text or JSON) to ``folder/units/name``, gzip-compressed when the
+    name ends with ``.json.gz``."""
     path = folder / "units" / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content if isinstance(content, str) else json.dumps(content))
+    if not isinstance(content, bytes):
+        content = (content if isinstance(content, str) else json.dumps(content)).encode()
+    path.write_bytes(gzip.compress(content) if name.endswith(".gz") else content)
     return path
 
 
@@ -45,15 +48,17 @@ def _write(folder: Path, name: str, content) -> Path:
     ids=["truncated", "binary", "empty", "list", "foreign", "no-result", "null-result",
          "list-result", "other-settings"],
 )
-def test_bad_unit_file_is_set_aside_and_recomputed(tmp_path, content):
-    path = _write(tmp_path, "u.json", content)
+@pytest.mark.parametrize("suffix", [".json", ".json.gz"])
+def test_bad_unit_file_is_set_aside_and_recomputed(tmp_path, content, suffix):
+    path = _write(tmp_path, "u" + suffix, content)
     before = path.read_bytes()
     store = ex.UnitStore(tmp_path)
     out = store.get("u", {"a": 1}, lambda: {"x": 2.0})
     assert out == {"x": 2.0} and store.computed == 1 and store.loaded == 0
     units = _units(tmp_path)
-    assert units["u.json.stale"] == before                 # the old file is kept as it was
-    assert json.loads(units["u.json"])["result"] == {"x": 2.0}
+    assert units[f"u{suffix}.stale"] == before             # the old file is kept as it was
+    assert set(units) == {f"u{suffix}.stale", "u.json.gz"}
+    assert ex.read_unit_file(tmp_path / "units" / "u.json.gz")["result"] == {"x": 2.0}
 
 
 def test_unit_path_is_a_folder(tmp_path):
@@ -64,10 +69,11 @@ def test_unit_path_is_a_folder(tmp_path):
 
 def test_stale_files_are_never_overwritten(tmp_path):
     for i in range(3):
-        _write(tmp_path, "u.json", f"broken {i}")
+        (tmp_path / "units").mkdir(exist_ok=True)
+        (tmp_path / "units" / "u.json.gz").write_bytes(f"broken {i}".encode())
         ex.UnitStore(tmp_path).get("u", {"a": 1}, lambda: {"x": 1.0})
     units = _units(tmp_path)
-    assert [units[n] for n in ("u.json.stale", "u.json.stale.1", "u.json.stale.2")] == [
+    assert [units[n] for n in ("u.json.gz.stale", "u.json.gz.stale.1", "u.json.gz.stale.2")] == [
         b"broken 0", b"broken 1", b"broken 2"]
 
 
@@ -125,7 +131,7 @@ def test_lrs_opt_unit_survives_a_truncated_partial_file(tmp_path):
     r = ex._lrs_opt_unit(task, s, 0, ex.UnitStore(tmp_path), False)
     assert r["iterations"] == 1 and len(r["lrs"]) == s["T"] and r["diverged"] is None
     assert (partial.parent / "lrs_opt_seed0.partial.json.stale").read_text() == '{"lrs": [0.1, 0.1'
-    assert not partial.exists() and (partial.parent / "lrs_opt_seed0.json").exists()
+    assert not partial.exists() and ex.unit_file(tmp_path, "lrs_opt_seed0") is not None
 
 
 # ------------------------------------------------------------- training checkpoints (Sec. 6)
@@ -155,7 +161,7 @@ def test_checkpoint_of_another_run_is_not_resumed(tmp_path):
     assert got["val_loss"] == pytest.approx(fresh["val_loss"], rel=1e-6)
     assert (units / f"{name}.ckpt.pt.stale").exists() and (units / f"{name}.ckpt.json.stale").exists()
     assert sorted(p.name for p in units.iterdir()) == sorted(
-        [f"{name}.json", f"{name}.ckpt.pt.stale", f"{name}.ckpt.json.stale"])
+        [f"{name}.json.gz", f"{name}.ckpt.pt.stale", f"{name}.ckpt.json.stale"])
 
 
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated", b"\x80\x04\x95"])

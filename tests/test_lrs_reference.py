@@ -30,7 +30,7 @@ from hypergrad.experiments.protocol import (
     run_mnist_protocol,
 )
 from hypergrad.experiments.settings import settings
-from hypergrad.experiments.store import UnitStore, float32_trace
+from hypergrad.experiments.store import UnitStore, float32_trace, read_unit_file, unit_files
 from hypergrad.lrs_opt_heldout import heldout_objective
 from tests.helpers import needs_mnist
 
@@ -121,15 +121,14 @@ def test_the_plan_now_is_the_old_plan_cut_to_the_budget_in_the_same_order():
 
 
 def test_the_stored_units_of_the_sweep_hold_the_settings_of_the_plan():
-    folder = ROOT / "results" / "mnist-protocol" / "paper" / "units"
-    files = [p for p in folder.glob("*.json") if not p.name.endswith(".partial.json")]
+    files = unit_files(ROOT / "results" / "mnist-protocol" / "paper" / "units")
     if not files:
         pytest.skip("no paper-scale protocol unit is stored")
     plan = {u.name: u.settings for u in plan_units(settings("mnist-protocol", "paper"))}
-    for path in files:
-        data = json.loads(path.read_text())
-        assert path.stem in plan, path.name
-        assert data["settings"] == plan[path.stem], path.name
+    for name, path in files.items():
+        data = read_unit_file(path)
+        assert name in plan, path.name
+        assert data is not None and data["settings"] == plan[name], path.name
 
 
 def test_family_units_give_the_reference_on_its_own_seeds_only():
@@ -188,7 +187,7 @@ def test_an_interrupted_unit_resumes_to_the_uninterrupted_result(tmp_path, tiny,
     again = compute_unit(task, s, unit, UnitStore(tmp_path / "cut"))
     assert again == whole                                 # bit for bit
     assert not store.path(unit.name, ".partial.json").exists()
-    saved = json.loads(store.path(unit.name).read_text())
+    saved = read_unit_file(store.file(unit.name))
     assert saved["settings"] == unit.settings and saved["result"] == whole
     # the history of the resumed run is the whole one, not 1 + 3 iterations
     assert len(whole["history"]) == whole["iterations"] == s["lrs_ref"]["iterations"]
@@ -285,8 +284,9 @@ def test_a_run_that_another_process_computes_is_waited_for_not_computed_twice(tm
 
         def finish():                                     # the other process stores it
             time.sleep(0.5)
-            shutil.copy(tmp_path / "elsewhere" / "units" / f"{unit.name}.json",
-                        store.path(unit.name))
+            done = UnitStore(tmp_path / "elsewhere").file(unit.name)
+            shutil.copy(done, lock.with_name("copying.tmp"))
+            os.replace(lock.with_name("copying.tmp"), store.path(unit.name))  # atomically
 
         t = threading.Thread(target=finish)
         start = time.perf_counter()

@@ -3,8 +3,6 @@ units are computed, they are the units one process computes."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -17,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _results(folder):
-    return {f.stem: json.loads(f.read_text())["result"] for f in sorted(folder.glob("*.json"))}
+    return {name: ex.read_unit_file(f)["result"] for name, f in ex.unit_files(folder).items()}
 
 
 def _assert_same_units(a: dict, b: dict):
@@ -56,7 +54,7 @@ def test_workers_compute_every_planned_unit_of_section_5(tmp_path):
     assert kinds[:n_fixed] == ["fixed"] * n_fixed and kinds[n_fixed] == "lrs_opt"
     parallel.run_in_workers("mnist-schedules", s, tmp_path, workers=2, population=4,
                             progress=False)
-    stored = {f.stem for f in (tmp_path / "units").glob("*.json")}
+    stored = set(ex.unit_files(tmp_path))
     assert stored == {u.name for u in plan}
     # the runner loads them all and computes only what depends on them (quality, noise)
     res = ex.run("mnist-schedules", s, out_dir=tmp_path, progress=False)

@@ -28,12 +28,14 @@ the chapters print.
 Resuming
 --------
 A run is cut into *units* (one seed × method × β online run, one LRS-OPT seed, one training
-run). With an output folder, every finished unit is saved to its own JSON file under
-``<out>/units/`` with the settings that determine it; a later call skips the units whose file
+run). With an output folder, every finished unit is saved to its own gzip-compressed JSON
+file, ``<out>/units/<name>.json.gz`` (plain ``<name>.json`` in the older form, still read;
+``python -m hypergrad.experiments compact-units <dir>`` converts those), with the settings
+that determine it; a later call skips the units whose file
 holds the same settings, so an interrupted run resumes without redoing finished work (an
 LRS-OPT unit also resumes *within* the unit, through :func:`hypergrad.lrs_opt.lrs_opt`;
 a training run of :func:`.run_real_world` resumes from its last finished epoch). A unit file
-with other settings is recomputed (the old file is kept as ``*.json.stale``).
+with other settings is recomputed (the old file is kept as ``*.json.gz.stale``).
 
 Command line::
 
@@ -159,8 +161,13 @@ from hypergrad.experiments.store import (  # noqa: F401
     _bar,
     _jsonable,
     _seed_key,
+    compact_units,
     load_results,
+    read_unit_file,
     result_dir,
+    unit_file,
+    unit_files,
+    unit_name,
 )
 
-__all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings', 'Unit', 'UnitStore', 'result_dir', 'load_results', 'hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'tally', 'normalised_distance', 'linger', 'centred_mean', 'roughness', 'signal_to_noise', 'PAR_MARGIN', 'MnistTask', 'run_mnist_schedules', 'summarize_online', 'mnist_claims', 'MAX_POINTS', 'run_real_world', 'summarize_real_world', 'real_world_claims', 'run_sensitivity', 'sensitivity_grids', 'sensitivity_claims', 'RUNNERS', 'run', 'load_or_run', 'main', 'COMMITTED', 'committed', 'MissingUnit', 'duration', 'progress_text', 'run_table', 'machine_table', 'CHOICES', 'QUOTES', 'Claim', 'protocol_records', 'section5_records', 'sensitivity_records', 'verdict_word', 'committed_protocol', 'decimate', 'run_mnist_protocol', 'ALTERNATIVES', 'choice_effects']
+__all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings', 'Unit', 'UnitStore', 'result_dir', 'load_results', 'hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'tally', 'normalised_distance', 'linger', 'centred_mean', 'roughness', 'signal_to_noise', 'PAR_MARGIN', 'MnistTask', 'run_mnist_schedules', 'summarize_online', 'mnist_claims', 'MAX_POINTS', 'run_real_world', 'summarize_real_world', 'real_world_claims', 'run_sensitivity', 'sensitivity_grids', 'sensitivity_claims', 'RUNNERS', 'run', 'load_or_run', 'main', 'COMMITTED', 'committed', 'MissingUnit', 'duration', 'progress_text', 'run_table', 'machine_table', 'CHOICES', 'QUOTES', 'Claim', 'protocol_records', 'section5_records', 'sensitivity_records', 'verdict_word', 'committed_protocol', 'decimate', 'run_mnist_protocol', 'ALTERNATIVES', 'choice_effects', 'read_unit_file', 'unit_file', 'unit_files', 'unit_name', 'compact_units']

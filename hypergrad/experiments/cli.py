@@ -1,4 +1,9 @@
-"""The command line: ``python -m hypergrad.experiments {mnist-schedules,real-world,sensitivity} --scale … --out …``."""
+"""The command line: ``python -m hypergrad.experiments {mnist-schedules,real-world,sensitivity} --scale … --out …``.
+
+``python -m hypergrad.experiments compact-units <dir>`` converts the unit files of the older
+form (plain ``units/<name>.json``) under ``<dir>`` to ``<name>.json.gz``
+(:func:`~hypergrad.experiments.store.compact_units`).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from hypergrad.experiments.protocol import run_mnist_protocol
 from hypergrad.experiments.real_world import run_real_world
 from hypergrad.experiments.sensitivity import run_sensitivity
 from hypergrad.experiments.settings import EXPERIMENTS, SCALES, settings
-from hypergrad.experiments.store import _jsonable, load_results, result_dir
+from hypergrad.experiments.store import _jsonable, compact_units, load_results, result_dir
 from hypergrad.io import atomic_write_json, run_metadata
 
 __all__ = ['RUNNERS', 'run', 'load_or_run', 'main']
@@ -238,13 +243,48 @@ def _check_out(p: argparse.ArgumentParser, out: Path) -> None:
         p.error(f"argument --out: cannot write into {out} ({e.strerror or e})")
 
 
+def _compact_main(argv: list[str]) -> int:
+    """``compact-units <dir>``: :func:`~hypergrad.experiments.store.compact_units`, with what
+    it did on one line."""
+    p = argparse.ArgumentParser(
+        prog="python -m hypergrad.experiments compact-units",
+        description="Rewrite the finished unit files units/<name>.json under DIR as "
+                    "units/<name>.json.gz (gzip-compressed compact JSON, the same content); "
+                    "LRS-OPT progress, checkpoint tags and other files are left as they are. "
+                    "Safe to interrupt and to run again.")
+    p.add_argument("dir", type=Path, help="a results folder (searched recursively)")
+    a = p.parse_args(argv)
+    if not a.dir.is_dir():
+        p.error(f"argument dir: {a.dir} is not a folder")
+    try:
+        done = compact_units(a.dir)
+    except OSError as e:
+        print(f"{p.prog}: error: {e}", file=sys.stderr)
+        return 1
+    before, after = done["bytes_before"], done["bytes_after"]
+    ratio = f" ({before / after:.1f}x smaller)" if after else ""
+    print(f"compact-units {a.dir}: {done['converted']} unit files converted, "
+          f"{before:,} -> {after:,} bytes{ratio}; {done['skipped']} files that hold no unit "
+          f"left as they are")
+    for path in done["conflicts"]:
+        print(f"  left {path}: its .json.gz holds other content (the .json.gz is the one read)",
+              file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line (``python -m hypergrad.experiments -h``). Every argument is checked
     before anything runs: a bad one is a usage error (exit status 2) naming it; an error of the
-    data or the files during the run is one line on stderr (exit status 1)."""
+    data or the files during the run is one line on stderr (exit status 1). ``compact-units
+    <dir>`` as the first argument converts unit files instead
+    (:func:`~hypergrad.experiments.store.compact_units`)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["compact-units"]:
+        return _compact_main(argv[1:])
     p = argparse.ArgumentParser(
         prog="python -m hypergrad.experiments",
-        description="Run a Part II experiment at any scale and save it as JSON (resumable).")
+        description="Run a Part II experiment at any scale and save it as JSON (resumable). "
+                    "'compact-units DIR' converts the unit files under DIR to .json.gz.")
     p.add_argument("experiment", choices=EXPERIMENTS)
     p.add_argument("--scale", choices=SCALES, default="quick")
     p.add_argument("--out", default="results",

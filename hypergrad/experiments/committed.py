@@ -1,7 +1,8 @@
 """The committed unit files of a long run, read as they are: progress, cost, and the result of the seeds that are complete.
 
 A paper-scale run (``scripts/paper_runs.sh``) stores each finished unit as
-``<root>/<experiment>/<scale>/units/<name>.json`` (settings, result, meta), and those files are
+``<root>/<experiment>/<scale>/units/<name>.json.gz`` (gzip-compressed JSON: settings, result,
+meta; ``<name>.json`` in the older form, read too), and those files are
 committed as they come, so a checkout holds a *partial* set for a long time. :func:`committed`
 reads them without computing anything: it checks every file against the plan of the current
 settings (a file of other settings is reported and never used), counts what is done, sums the
@@ -17,7 +18,13 @@ from datetime import datetime, timedelta
 
 from hypergrad.experiments import mnist_schedules, sensitivity
 from hypergrad.experiments.settings import settings as default_settings
-from hypergrad.experiments.store import UnitStore, _jsonable, result_dir
+from hypergrad.experiments.store import (
+    UnitStore,
+    _jsonable,
+    read_unit_file,
+    result_dir,
+    unit_files,
+)
 
 __all__ = ["COMMITTED", "committed", "duration", "progress_text", "run_table", "machine_table"]
 
@@ -80,7 +87,8 @@ def committed(experiment: str, root: str | os.PathLike = "results", scale: str =
               s: dict | None = None) -> dict:
     """What the committed unit files of ``experiment`` at ``scale`` under ``root`` hold.
 
-    Reads ``<root>/<experiment>/<scale>/units/*.json`` and computes nothing. ``s``: the
+    Reads ``<root>/<experiment>/<scale>/units/*.json.gz`` (and legacy ``*.json``: one file
+    per unit, the ``.json.gz`` when both exist) and computes nothing. ``s``: the
     settings of the plan (default: :func:`~hypergrad.experiments.settings.settings` of ``scale``).
     Returns::
 
@@ -117,20 +125,16 @@ def committed(experiment: str, root: str | os.PathLike = "results", scale: str =
     checked = {**{n: u.settings for n, u in plan.items()}, **noise}   # settings known ahead
 
     valid, metas, rejected, in_progress = {}, {}, [], {}
-    files = sorted(units_dir.glob("*.json")) if units_dir.is_dir() else []
-    for path in files:
-        if path.name.endswith(".partial.json"):          # LRS-OPT progress within a unit
-            data = UnitStore.read_json(path)
-            name = path.name[:-len(".partial.json")]
-            if isinstance(data, dict) and name in plan and isinstance(
-                    data.get("iterations"), int):
-                in_progress[name] = data["iterations"]
-            continue
-        if path.name.endswith(".ckpt.json"):
-            continue
-        name = path.stem
+    partials = sorted(units_dir.glob("*.partial.json")) if units_dir.is_dir() else []
+    for path in partials:                                 # LRS-OPT progress within a unit
         data = UnitStore.read_json(path)
-        if not isinstance(data, dict) or not isinstance(data.get("result"), dict):
+        name = path.name[:-len(".partial.json")]
+        if isinstance(data, dict) and name in plan and isinstance(data.get("iterations"), int):
+            in_progress[name] = data["iterations"]
+    files = unit_files(units_dir)        # name -> its one file (.json.gz, else legacy .json)
+    for name, path in files.items():
+        data = read_unit_file(path)
+        if data is None or not isinstance(data.get("result"), dict):
             rejected.append({"file": path.name, "reason": "not a unit file"})
             continue
         if name in quality_names:          # its settings depend on the online results:
@@ -185,7 +189,7 @@ def committed(experiment: str, root: str | os.PathLike = "results", scale: str =
         if experiment == "mnist-schedules":       # what the runner could not use
             for name in result.get("missing", []):
                 if name in metas and name.startswith("quality"):
-                    rejected.append({"file": f"{name}.json", "reason": "other settings: its "
+                    rejected.append({"file": files[name].name, "reason": "other settings: its "
                                      "β per method are not the best β of the stored online "
                                      "seeds"})
                     parts["quality"]["done"] -= 1

@@ -1,12 +1,24 @@
-"""Finished units as small JSON files, resumable runs, and reading saved results."""
+"""Finished units as small gzip-compressed JSON files, resumable runs, and reading saved results.
+
+A finished unit is stored as ``<folder>/units/<name>.json.gz``: compact JSON (``settings``,
+``result``, ``meta``) compressed by :func:`hypergrad.io.json_gz_bytes`, deterministically (the
+same content gives the same bytes), because the paper-scale unit files are committed and plain
+JSON made them 2.6 times larger. Files of the older form, plain ``<name>.json``, are still
+read (:func:`unit_file` prefers the ``.json.gz`` when both exist) and
+:func:`compact_units` (``python -m hypergrad.experiments compact-units <dir>``) converts them.
+What is not a finished unit stays plain JSON: LRS-OPT progress (``<name>.partial.json``),
+checkpoint tags (``<name>.ckpt.json``), locks and ``results.json``.
+"""
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +26,13 @@ from pathlib import Path
 import torch
 
 from hypergrad.dynamics import DivergenceError
-from hypergrad.io import atomic_write_json, run_metadata
+from hypergrad.io import atomic_write_json, atomic_write_json_gz, run_metadata
 from hypergrad.loop import select_hyper_lr
 from hypergrad.lrs_opt import LrsOptResult
 
-__all__ = ['select_kappa', 'MissingUnit', 'UnitStore', 'result_dir', 'load_results', 'float32_trace', 'Unit', 'compute_batched']
+__all__ = ['select_kappa', 'MissingUnit', 'UnitStore', 'result_dir', 'load_results', 'float32_trace', 'Unit', 'compute_batched',
+           'UNIT_SUFFIX', 'LEGACY_SUFFIX', 'read_unit_file', 'unit_name', 'unit_file',
+           'unit_files', 'compact_units']
 
 
 # =========================================================================== unit store
@@ -39,6 +53,126 @@ def _jsonable(obj):
     raise TypeError(f"cannot store {type(obj).__name__} in JSON")
 
 
+#: the suffix of a finished unit's file (gzip-compressed compact JSON)
+UNIT_SUFFIX = ".json.gz"
+#: the suffix of a finished unit's file of the older form, plain JSON (still read)
+LEGACY_SUFFIX = ".json"
+#: files of ``units/`` that end like a unit file and are not one (what :func:`unit_name` skips)
+_NOT_UNITS = (".partial", ".ckpt")
+
+
+def _read_json(path: Path):
+    """The JSON in ``path`` (gzip-compressed when its name ends with ``.gz``), or ``None`` when
+    it cannot be read as such (truncated, corrupt, binary, a folder)."""
+    try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                return json.loads(f.read().decode("utf-8"))
+        return json.loads(path.read_text())
+    except (ValueError, OSError, EOFError, zlib.error):  # BadGzipFile is an OSError
+        return None
+
+
+def read_unit_file(path: str | os.PathLike) -> dict | None:
+    """The content of a unit file, ``<name>.json.gz`` or the legacy ``<name>.json`` (told by
+    the name), or ``None`` when it cannot be read as a JSON object (truncated, corrupt gzip,
+    not JSON, a list, a folder). Whether it holds a unit (a ``"result"`` dict) is the caller's
+    to check."""
+    data = _read_json(Path(path))
+    return data if isinstance(data, dict) else None
+
+
+def unit_name(path: str | os.PathLike) -> str | None:
+    """The unit a file of ``units/`` belongs to, if it is a finished unit's file:
+    ``"x"`` for ``x.json.gz`` and ``x.json``; ``None`` for anything else (``x.partial.json``,
+    ``x.ckpt.json``, ``x.json.stale``, ``x.lock``)."""
+    file = Path(path).name
+    for suffix in (UNIT_SUFFIX, LEGACY_SUFFIX):
+        if file.endswith(suffix) and len(file) > len(suffix):
+            name = file[:-len(suffix)]
+            return None if name.endswith(_NOT_UNITS) else name
+    return None
+
+
+def _units_dir(folder: str | os.PathLike) -> Path:
+    """``folder`` when it is named ``units``, else ``folder/units``."""
+    folder = Path(folder)
+    return folder if folder.name == "units" else folder / "units"
+
+
+def unit_file(folder: str | os.PathLike, name: str) -> Path | None:
+    """The file of the unit ``name``: ``folder`` is a run's folder (its units in
+    ``folder/units/``) or a folder named ``units``. ``<name>.json.gz`` when it exists, else the
+    legacy ``<name>.json``, else ``None``; every reader of unit files goes through this, so
+    that a unit present in both forms is read from one file only."""
+    units = _units_dir(folder)
+    for suffix in (UNIT_SUFFIX, LEGACY_SUFFIX):
+        path = units / f"{name}{suffix}"
+        if path.exists():
+            return path
+    return None
+
+
+def unit_files(folder: str | os.PathLike) -> dict[str, Path]:
+    """Every unit's file in ``folder`` (a run's folder or its ``units``), by unit name in
+    sorted order, one file per unit (:func:`unit_file`'s: the ``.json.gz`` when both forms
+    exist)."""
+    units = _units_dir(folder)
+    found: dict[str, Path] = {}
+    if not units.is_dir():
+        return found
+    for path in sorted(units.iterdir()):
+        name = unit_name(path)
+        if name is not None and (name not in found or path.name.endswith(UNIT_SUFFIX)):
+            found[name] = path
+    return dict(sorted(found.items()))
+
+
+def _same(a, b) -> bool:
+    """Whether two parsed JSON values are the same (as JSON text: ``NaN`` equals itself)."""
+    return json.dumps(a) == json.dumps(b)
+
+
+def compact_units(root: str | os.PathLike) -> dict:
+    """Rewrite every finished unit file of the legacy form under ``root`` (any
+    ``units/<name>.json`` below it, or in it when ``root`` is a ``units`` folder) as
+    ``<name>.json.gz``, and delete the ``.json`` once the ``.json.gz`` reads back as the same
+    content. LRS-OPT progress, checkpoint tags and files that hold no unit (no ``"result"``
+    dict) are left as they are. A ``.json`` whose ``.json.gz`` already holds the same content
+    (an interrupted conversion) is deleted; one whose ``.json.gz`` holds other content is left
+    (the ``.json.gz`` is the one read) and counted in ``conflicts``. Safe to interrupt (the
+    ``.json.gz`` is written atomically before the ``.json`` is deleted) and to run again.
+
+    Returns ``{"converted", "skipped", "conflicts": [paths], "bytes_before", "bytes_after"}``
+    (the sizes of the files converted, before and after)."""
+    root = Path(root)
+    out = {"converted": 0, "skipped": 0, "conflicts": [], "bytes_before": 0, "bytes_after": 0}
+    for path in sorted(root.rglob(f"*{LEGACY_SUFFIX}")):
+        name = unit_name(path)
+        if name is None or path.parent.name != "units" or not path.is_file():
+            continue
+        data = read_unit_file(path)
+        if data is None or not isinstance(data.get("result"), dict):
+            out["skipped"] += 1
+            continue
+        target = path.with_name(name + UNIT_SUFFIX)
+        size = path.stat().st_size
+        if target.exists():
+            if not _same(read_unit_file(target), data):
+                out["conflicts"].append(str(path))
+                continue
+        else:
+            atomic_write_json_gz(target, data)
+            if not _same(read_unit_file(target), data):
+                target.unlink()
+                raise OSError(f"{target} does not read back as {path}: nothing converted")
+        path.unlink()
+        out["converted"] += 1
+        out["bytes_before"] += size
+        out["bytes_after"] += target.stat().st_size
+    return out
+
+
 class MissingUnit(LookupError):
     """A read-only :class:`UnitStore` was asked for a unit it does not hold: no file, or a
     file that cannot be read or holds other settings (``reason`` says which)."""
@@ -50,7 +184,8 @@ class MissingUnit(LookupError):
 
 
 class UnitStore:
-    """Finished units as small JSON files in ``folder/units/`` (nothing is stored without one).
+    """Finished units as small gzip-compressed JSON files in ``folder/units/`` (nothing is
+    stored without one): ``<name>.json.gz``, or ``<name>.json`` of the older form, read too.
 
     ``get`` returns a unit's stored result when its file holds the same settings, and
     otherwise computes, stores and returns it; ``computed``/``loaded`` count both cases.
@@ -72,12 +207,9 @@ class UnitStore:
 
     @staticmethod
     def read_json(path: Path):
-        """The JSON in ``path``, or ``None`` when it cannot be read as JSON (truncated, binary,
-        a folder)."""
-        try:
-            return json.loads(path.read_text())
-        except (ValueError, OSError):
-            return None
+        """The JSON in ``path`` (gzip-compressed when its name ends with ``.gz``), or ``None``
+        when it cannot be read as JSON (truncated, corrupt, binary, a folder)."""
+        return _read_json(Path(path))
 
     @staticmethod
     def set_aside(path: Path) -> Path:
@@ -93,24 +225,30 @@ class UnitStore:
         if self.readonly:
             raise PermissionError(f"a read-only UnitStore writes nothing (unit {name!r})")
 
-    def path(self, name: str, suffix: str = ".json") -> Path | None:
+    def path(self, name: str, suffix: str = UNIT_SUFFIX) -> Path | None:
+        """``folder/units/<name><suffix>`` (default: where :meth:`put` writes the unit),
+        ``None`` without a folder."""
         return None if self.folder is None else self.folder / "units" / f"{name}{suffix}"
 
+    def file(self, name: str) -> Path | None:
+        """The file the unit ``name`` is read from (:func:`unit_file`: the ``.json.gz``, else
+        the legacy ``.json``), ``None`` when there is none or no folder."""
+        return None if self.folder is None else unit_file(self.folder / "units", name)
+
     def lookup(self, name: str, unit_settings: dict):
-        """The stored result, or ``None`` (a file with other settings is moved aside)."""
+        """The stored result, or ``None`` (a file with other settings is moved aside; then a
+        legacy ``.json`` beside it, if any, is the unit's file and is tried in turn)."""
         if name in self.memory and self.memory[name][0] == unit_settings:
             return self.memory[name][1]
-        path = self.path(name)
-        if path is None or not path.exists():
-            return None
-        data = self.read_json(path)
-        if (isinstance(data, dict) and data.get("settings") == unit_settings
-                and isinstance(data.get("result"), dict)):
-            self.wall.setdefault(name, (data.get("meta") or {}).get("wall_time_s"))
-            return data["result"]
-        if self.readonly:
-            return None
-        self.set_aside(path)   # truncated, foreign or of other settings: recomputed, kept aside
+        while (path := self.file(name)) is not None:
+            data = read_unit_file(path)
+            if (data is not None and data.get("settings") == unit_settings
+                    and isinstance(data.get("result"), dict)):
+                self.wall.setdefault(name, (data.get("meta") or {}).get("wall_time_s"))
+                return data["result"]
+            if self.readonly:
+                return None
+            self.set_aside(path)   # truncated, foreign or of other settings: kept aside
         return None
 
     def partial(self, name: str, settings: dict) -> Path | None:
@@ -194,28 +332,30 @@ class UnitStore:
 
     def why_missing(self, name: str) -> str:
         """Why ``lookup`` found no usable file for ``name`` (for :class:`MissingUnit`)."""
-        path = self.path(name)
-        if path is None:
+        if self.folder is None:
             return "the store has no folder"
-        if not path.exists():
-            return f"no file {path}"
-        data = self.read_json(path)
-        if not isinstance(data, dict) or not isinstance(data.get("result"), dict):
+        path = self.file(name)
+        if path is None:
+            return f"no file {self.path(name)} (nor {self.path(name, LEGACY_SUFFIX).name})"
+        data = read_unit_file(path)
+        if data is None or not isinstance(data.get("result"), dict):
             return f"{path} is not a unit file"
         return f"{path} holds other settings"
 
     def put(self, name: str, unit_settings: dict, result: dict, wall: float | None) -> None:
-        """Store a unit computed elsewhere (e.g. with others, as one population): its file is
-        compact JSON with its settings, result and :func:`~hypergrad.io.run_metadata` (commit,
-        hardware, threads, wall time)."""
+        """Store a unit computed elsewhere (e.g. with others, as one population): its file,
+        ``<name>.json.gz``, is gzip-compressed compact JSON
+        (:func:`~hypergrad.io.atomic_write_json_gz`) with its settings, result and
+        :func:`~hypergrad.io.run_metadata` (commit, hardware, threads, wall time). A legacy
+        ``<name>.json`` is deleted (the new file replaces it, as a rewrite would)."""
         self._writable(name)
         unit_settings, result = _jsonable(unit_settings), _jsonable(result)
         self.memory[name] = (unit_settings, result)
         self.wall[name] = wall
         if self.folder is not None:
-            atomic_write_json(self.path(name), {
-                "settings": unit_settings, "result": result, "meta": run_metadata(wall)},
-                compact=True)
+            atomic_write_json_gz(self.path(name), {
+                "settings": unit_settings, "result": result, "meta": run_metadata(wall)})
+            self.path(name, LEGACY_SUFFIX).unlink(missing_ok=True)
             self.path(name, ".ckpt.json").unlink(missing_ok=True)   # see checkpoint()
         self.computed += 1
 
