@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from hypergrad.experiments.mnist_schedules import run_mnist_schedules
+from hypergrad.experiments.per_layer import run_per_layer
 from hypergrad.experiments.parallel import PARALLEL, choose_population, run_in_workers, usable_cores
 from hypergrad.experiments.protocol import run_mnist_protocol
 from hypergrad.experiments.real_world import run_real_world
@@ -32,7 +33,7 @@ __all__ = ['RUNNERS', 'run', 'load_or_run', 'main']
 # =========================================================================== files and CLI
 RUNNERS = {"mnist-schedules": run_mnist_schedules, "mnist-protocol": run_mnist_protocol,
            "real-world": run_real_world,
-           "sensitivity": run_sensitivity}
+           "sensitivity": run_sensitivity, "per-layer": run_per_layer}
 
 
 def run(experiment: str, s: dict | None = None, scale: str = "quick",

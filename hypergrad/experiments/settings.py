@@ -7,7 +7,7 @@ import copy
 __all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings']
 
 
-EXPERIMENTS = ("mnist-schedules", "mnist-protocol", "real-world", "sensitivity")
+EXPERIMENTS = ("mnist-schedules", "mnist-protocol", "real-world", "sensitivity", "per-layer")
 
 
 SCALES = ("tiny", "quick", "paper")
@@ -20,6 +20,7 @@ LABELS = {
     "marthe-authors": "MARTHE (adaptive μ and β, the authors' protocol)",
     "marthe-authors-noclip": "MARTHE (the authors' protocol, Δ not clipped)",
     "exponential": "exponential decay", "staircase": "staircase", "sgdr": "SGDR",
+    "marthe-one-eta": "MARTHE, one η", "marthe-per-layer": "MARTHE, one η per layer",
 }
 
 
@@ -250,6 +251,30 @@ def _sensitivity_settings(scale: str) -> dict:
     return tiny
 
 
+def _per_layer_settings(scale: str) -> dict:
+    paper = {
+        "experiment": "per-layer", "scale": "paper", **_MNIST_PAPER_TASK,
+        "max_loss_ratio": 10.0,
+        "lr0": 0.1,                 # η_0 of every group: the fixed-η baseline's      [choice]
+        "mu": 0.9,                  # μ fixed, the same for both online variants      [choice]
+        "fixed_lrs": [0.03, 0.1, 0.3, 1.0],
+        "betas": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
+        "select_seeds": [100, 101, 102],   # values chosen here ...
+        "seeds": list(range(10)),          # ... and compared here                  [choice]
+    }
+    if scale == "paper":
+        return paper
+    quick = copy.deepcopy(paper)
+    quick.update(scale="quick", sizes=[784, 100, 100, 10], T=100, betas=[1e-4, 1e-3, 1e-2, 1e-1],
+                 select_seeds=[100, 101], seeds=list(range(5)))
+    if scale == "quick":
+        return quick
+    tiny = copy.deepcopy(quick)
+    tiny.update(scale="tiny", n_train=400, n_val=100, sizes=[784, 16, 10], batch_size=50, T=6,
+                fixed_lrs=[0.1], betas=[1e-3, 1e-2], select_seeds=[100], seeds=[0, 1])
+    return tiny
+
+
 def settings(experiment: str, scale: str = "quick") -> dict:
     """The settings of ``experiment`` at ``scale`` (a fresh dict: change it freely).
 
@@ -260,7 +285,7 @@ def settings(experiment: str, scale: str = "quick") -> dict:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     makers = {"mnist-schedules": _mnist_schedules_settings,
               "mnist-protocol": _mnist_protocol_settings, "real-world": _real_world_settings,
-              "sensitivity": _sensitivity_settings}
+              "sensitivity": _sensitivity_settings, "per-layer": _per_layer_settings}
     if experiment not in makers:
         raise ValueError(f"experiment must be one of {EXPERIMENTS}, got {experiment!r}")
     return makers[experiment](scale)

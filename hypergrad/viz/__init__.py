@@ -10,10 +10,11 @@ chapters use to draw and explore what the core computes.
 * :mod:`hypergrad.viz.widgets` — the ipywidgets explorers;
 * :mod:`hypergrad.viz.verdicts` — the claims of Part II as a table and as prose;
 * :mod:`hypergrad.viz.prose` — chapter 5's numbers into sentences and table rows;
-* :mod:`hypergrad.viz.reference` — the LRS-OPT reference drawn and said.
+* :mod:`hypergrad.viz.reference` — the LRS-OPT reference drawn and said;
+* :mod:`hypergrad.viz.per_layer` — one learning rate per layer drawn and said.
 """
 
-from hypergrad.viz import prose, reference  # noqa: F401  (submodules the chapters use)
+from hypergrad.viz import per_layer, prose, reference  # noqa: F401  (submodules the chapters use)
 from hypergrad.viz.setup import FIGURE_DPI, SCALES, Setup, chapter_setup
 from hypergrad.viz.verdicts import (
     NAMES,
@@ -30,4 +31,4 @@ from hypergrad.viz.verdicts import (
 __all__ = ["chapter_setup", "Setup", "SCALES", "FIGURE_DPI", "claims_markdown",
            "choices_markdown", "protocol_text", "verdict_sentence", "pm", "NAMES",
            "forest_figure", "metrics_markdown", "choice_effects_markdown"]
-__all__ += ["prose"]
+__all__ += ["prose", "per_layer"]

@@ -14,7 +14,8 @@ __all__ = ["LABELS", "label", "COLORS", "color"]
 COLORS = {
     "lrs-opt": "black", "fixed": "0.45", "hd": "tab:orange", "rtho": "tab:red",
     "marthe-auto-mu": "tab:blue", "marthe": "tab:green", "exponential": "tab:purple",
-    "staircase": "tab:brown", "sgdr": "tab:pink",
+    "staircase": "tab:brown", "sgdr": "tab:pink", "marthe-one-eta": "tab:green",
+    "marthe-per-layer": "tab:blue",
 }
 _EXTRA = ["tab:olive", "tab:cyan", "darkgoldenrod", "slateblue", "teal"]
 
