@@ -170,6 +170,8 @@ def test_explorers_hold_a_picture_after_creation_and_after_a_change():
         w.controls[control].value = value
         (second,) = _png_outputs(w.output.outputs)          # redrawn, still one picture
         assert second.startswith(b"\x89PNG") and second != first
+        rows = [c for c in w.children if c is not w.output]  # controls wrap on a phone
+        assert rows and all(r.layout.flex_flow == "row wrap" for r in rows)
 
 
 def test_sci_writes_numbers_as_prose():

@@ -109,7 +109,9 @@ def _explorer(draw, controls: dict, columns: int = 3):
 
     output = W.Output(layout=W.Layout(min_height="320px"))
     names = list(controls)
-    rows = [W.HBox([controls[n] for n in names[i:i + columns]])
+    # a row wraps onto further lines where the page is narrower than its controls (a phone)
+    rows = [W.HBox([controls[n] for n in names[i:i + columns]],
+                   layout=W.Layout(flex_flow="row wrap"))
             for i in range(0, len(names), columns)]
     box = W.VBox([*rows, output])
 
