@@ -90,3 +90,13 @@ def test_command_line(tmp_path):
     saved = json.loads((ex.result_dir(tmp_path, "per-layer", "tiny") / "results.json")
                        .read_text())
     assert set(saved["report"]) == set(per_layer.METHODS)
+
+
+@needs_mnist
+def test_a_read_only_run_reads_and_never_computes(tiny, tmp_path):
+    out, res = tiny
+    s = res["settings"]
+    again = per_layer.run_per_layer(s, out_dir=out, readonly=True)
+    assert again["computed"] == 0 and again["chosen"] == res["chosen"]
+    with pytest.raises(ex.MissingUnit):
+        per_layer.run_per_layer(s, out_dir=tmp_path, readonly=True)

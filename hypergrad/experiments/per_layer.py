@@ -106,16 +106,20 @@ def _unit_settings(s: dict, method: str, value: float, seed: int) -> dict:
 
 
 def run_per_layer(s: dict, out_dir: str | os.PathLike | None = None, device="cpu",
-                  progress: bool = True) -> dict:
+                  progress: bool = True, readonly: bool = False) -> dict:
     """Select each method's value on ``s["select_seeds"]``, then run it on ``s["seeds"]``.
 
     Returns the settings, every run (``runs[method][value][seed]``), the chosen value per
     method with the selection scores, the reported seeds on which each method diverged
     (``diverged``), and the paired comparisons on the reported seeds
     (:func:`~hypergrad.experiments.stats.paired` of validation and of test accuracy, a
-    diverged run counting as accuracy 0)."""
+    diverged run counting as accuracy 0).
+
+    ``readonly=True`` only reads the units in ``out_dir`` and raises
+    :class:`~hypergrad.experiments.store.MissingUnit` for the first one it lacks (what a
+    chapter does with the paper-scale runs)."""
     task = MnistTask(s, device)
-    store = UnitStore(out_dir)
+    store = UnitStore(out_dir, readonly=readonly)
     runs: dict[str, dict] = {m: {} for m in METHODS}
 
     def get(method, value, seed):
