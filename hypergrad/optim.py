@@ -9,9 +9,9 @@ r"""MARTHE as a drop-in ``torch.optim`` optimizer, with one learning rate per pa
                         lambda: F.cross_entropy(model(xv), yv))     # E on a validation batch
 
 It is Algorithm 1 of :mod:`hypergrad.online`, not a second implementation: the
-hyper-learning-rate, learning-rate and μ updates (steps 2–3) are
-:meth:`hypergrad.online.Marthe._hyper_update` itself, and the weight update with its tangent
-(step 4) is the dynamics' own :meth:`~hypergrad.dynamics.Dynamics.update_tangent`
+hyper-learning-rate, learning-rate and μ updates (steps 2–3) are those of
+:class:`hypergrad.online.Marthe` itself (its ``_hyper_update``), and the weight update with
+its tangent (step 4) is the dynamics' own :meth:`~hypergrad.dynamics.Dynamics.update_tangent`
 (:func:`~hypergrad.dynamics.sgd`, :func:`~hypergrad.dynamics.adam`, with ``torch.optim``'s
 semantics). What differs is only where the derivatives come from: the closures compute the
 losses with the model's own parameters, and the optimizer differentiates them with autograd
