@@ -12,7 +12,7 @@ from hypergrad.experiments.settings import label
 from hypergrad.viz.figures import _arr, _legend_below, new_figure
 from hypergrad.viz.style import color
 
-__all__ = ["schedules_figure", "accuracy_figure", "comparison_markdown", "chosen_text",
+__all__ = ["schedules_figure", "accuracy_figure", "comparison_markdown", "chosen_text", "WORDS",
            "diverged_text"]
 
 _LAYER_COLOURS = ("#1f5fa8", "#b22222", "#2e8b57", "#8b6914", "#6a3d9a")
@@ -82,7 +82,8 @@ def _pm(c: dict) -> str:
             f"[{100 * c['lo']:+.1f}, {100 * c['hi']:+.1f}]")
 
 
-_WORDS = {1: "holds", -1: "the reverse holds", 0: "undecided"}
+#: the verdict codes of :func:`~hypergrad.experiments.stats.paired` in words
+WORDS = {1: "holds", -1: "the reverse holds", 0: "undecided"}
 
 
 def comparison_markdown(res: dict) -> str:
@@ -93,8 +94,8 @@ def comparison_markdown(res: dict) -> str:
     for name, c in res["comparisons"].items():
         a, b = name.split(" - ")
         v, t = c["val_acc"], c["test_acc"]
-        rows.append(f"| {label(a)} − {label(b)} | {_pm(v)}, {_WORDS.get(v['verdict'], '?')} "
-                    f"| {v['wilcoxon_p']:.2g} | {_pm(t)}, {_WORDS.get(t['verdict'], '?')} "
+        rows.append(f"| {label(a)} − {label(b)} | {_pm(v)}, {WORDS.get(v['verdict'], '?')} "
+                    f"| {v['wilcoxon_p']:.2g} | {_pm(t)}, {WORDS.get(t['verdict'], '?')} "
                     f"| {t['wilcoxon_p']:.2g} |")
     return "\n".join(rows)
 
