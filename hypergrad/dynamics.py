@@ -439,6 +439,30 @@ def grouped(dyn: Dynamics, groups: dict[str, int]) -> Dynamics:
                     {**dyn.hyperparams, "groups": len(members)})
 
 
+def weight_decay_schedule(dyn: Dynamics, lrs) -> Dynamics:
+    """``dyn`` with the coupled weight decay ``λ_t`` as its schedule: ``Φ_t(w, λ) =
+    U(w, ∇L_t(θ) + λθ, η_t, t)`` with the learning rates ``η_t = lrs[t]`` fixed.
+
+    What :func:`~hypergrad.hypergradient.hypergradient` differentiates to get
+    ``∂f_T/∂λ_t`` (pass the ``λ`` schedule where the learning rates go). ``dyn`` must have no
+    weight decay of its own (it would be added twice); ``∂Φ_t/∂λ = ∂U/∂g · θ``, the
+    direction :mod:`hypergrad.optim` follows online.
+    """
+    if dyn.hyperparams.get("weight_decay"):
+        raise ValueError("weight_decay_schedule: give the dynamics without weight decay "
+                         f"(it has weight_decay={dyn.hyperparams['weight_decay']}): λ_t is "
+                         "the schedule")
+    lrs = _checks.check_schedule(lrs)
+
+    def update(w, g, lam, k):
+        d = {n: g[n] + lam * w["params"][n] for n in g}
+        eta = lrs[k].to(dtype=w["params"][next(iter(g))].dtype)
+        return dyn.update(w, d, eta, k)
+
+    return Dynamics(f"{dyn.name}_weight_decay", dyn.loss, dyn.slots, update,
+                    {**dyn.hyperparams, "lrs": "fixed"})
+
+
 #: the dynamics by name, for :func:`make_dynamics`
 DYNAMICS = {"sgd": sgd, "adam": adam}
 

@@ -88,6 +88,12 @@ class Marthe(torch.optim.Optimizer):
         mu: ``μ ∈ [0, 1]`` fixed (0 is HD, 1 is RTHO), or ``"auto"`` (Appendix A).
         kappa: ``None`` keeps ``β`` fixed; ``κ ≥ 0`` adapts it (Section 4).
         clip: ``None``, or ``c > 0`` to clip ``Δ_t`` to ``[−c, c]`` (the authors' release).
+        weight_decay_beta: ``None`` keeps the weight decay ``λ`` fixed; a number ``β_λ ≥ 0``
+            tunes it online like ``η``: its own tangent ``Y^g_{t+1} = μ A_t Y^g_t + C^g_t``
+            with ``C_t = ∂Φ_t/∂λ = ∂U/∂g · θ`` (coupled decay enters as ``∇L + λθ``),
+            ``Δ^λ_t = ∇E(w_t)ᵀ θ(Y^g_t)`` and ``λ_t = max(λ_{t-1} − β_λ Δ^λ_t, 0)``, per
+            group; ``group["weight_decay"]`` holds ``λ_t`` (a float: reading it is one host
+            synchronisation a step).
         val_closure: the objective ``E``, if every step uses the same one.
         check: raise :class:`~hypergrad.dynamics.DivergenceError` (naming the step) when
             ``E``, ``Δ_t``, ``η_t`` or ``L_t`` is not finite; the weights and the state are
@@ -104,8 +110,8 @@ class Marthe(torch.optim.Optimizer):
                  weight_decay: float = 0.0, betas: tuple[float, float] | None = None,
                  eps: float | None = None,
                  beta: float = 1e-4, mu: float | str = "auto", kappa: float | None = None,
-                 clip: float | None = None, val_closure: Callable | None = None,
-                 check: bool = True):
+                 clip: float | None = None, weight_decay_beta: float | None = None,
+                 val_closure: Callable | None = None, check: bool = True):
         if optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
         if self.fixed_mu is not None:
@@ -123,7 +129,7 @@ class Marthe(torch.optim.Optimizer):
             kinds = dict(betas=(0.9, 0.999) if betas is None else tuple(betas),
                          eps=1e-8 if eps is None else eps)
         defaults = dict(lr=lr, **kinds, weight_decay=weight_decay, beta=beta, mu=mu,
-                        kappa=kappa, clip=clip)
+                        kappa=kappa, clip=clip, weight_decay_beta=weight_decay_beta)
         self._tuners: dict[tuple, online.Marthe] = {}
         super().__init__(params, defaults)
 
@@ -148,11 +154,17 @@ class Marthe(torch.optim.Optimizer):
         group = self.param_groups[-1]
         self._tuner(group, check_lr=True)
 
+    def _options(self, group: dict) -> dict:
+        """The dynamics' options of ``group`` (momentum, Nesterov, weight decay; betas, eps)."""
+        return {k: group[k] for k in (_SGD_OPTIONS if self.kind == "sgd" else _ADAM_OPTIONS)}
+
     def _tuner(self, group: dict, check_lr: bool = False) -> online.Marthe:
         """The functional tuner of ``group`` (its dynamics and steps 2–3), built once per
         distinct set of options; validates them."""
-        keys = _SGD_OPTIONS if self.kind == "sgd" else _ADAM_OPTIONS
-        opts = {k: group[k] for k in keys}
+        opts = self._options(group)
+        if group["weight_decay_beta"] is not None:    # λ moves: the step builds its dynamics
+            online._check_number("weight_decay_beta", group["weight_decay_beta"])
+            opts["weight_decay"] = 0.0
         key = (tuple(opts.items()), group["beta"], group["mu"], group["kappa"], group["clip"])
         tuner = self._tuners.get(key)
         if tuner is None:
@@ -189,9 +201,10 @@ class Marthe(torch.optim.Optimizer):
         G = len(groups)
         tuners = [self._tuner(g) for g, _ in groups]
         like = params[0]
+        decay = any(g["weight_decay_beta"] is not None for g, _ in groups)
         for (group, ps), tuner in zip(groups, tuners, strict=True):
             for p in ps:
-                self._init_state(p, G, tuner.dyn.slots)
+                self._init_state(p, G, tuner.dyn.slots, decay)
             self._init_hyper(group, like)
         t = groups[0][0]["hyper"]["t"]
 
@@ -211,50 +224,69 @@ class Marthe(torch.optim.Optimizer):
                 p_t = torch.as_tensor(p_t, dtype=delta.dtype, device=delta.device)
             ps_.append(p_t)
 
-        # 2.–3. β^g_t, η^g_t, μ^g_t, ρ^g_t: the functional tuner's own update
-        hyper = []
-        for (group, _), tuner, delta, p_t in zip(groups, tuners, deltas, ps_, strict=True):
+        # and, where λ adapts, Δ^{λ,g}_t = gᵀ θ(Y^g_t)
+        adapt = [g["weight_decay_beta"] is not None for g, _ in groups]
+        wd_deltas = [torch.as_tensor(sum((gE[j] * self.state[p]["Y"][i]).sum()
+                                         for j, p in enumerate(params)),
+                                     dtype=hyper_dtype(like.device), device=like.device)
+                     if adapt[i] else None for i in range(G)]
+
+        # 2.–3. β^g_t, η^g_t, μ^g_t, ρ^g_t: the functional tuner's own update; λ^g_t
+        hyper, lams = [], []
+        for (group, _), tuner, delta, p_t, wd_delta in zip(groups, tuners, deltas, ps_,
+                                                           wd_deltas, strict=True):
             h = group["hyper"]
             view = OnlineState(None, None, _rate(group["lr"], delta), h["beta"], h["mu"],
                                h["rho"], h["delta"], None, t)
             hyper.append(tuner._hyper_update(view, delta, p_t))
+            lam = _rate(group["weight_decay"], delta)
+            if wd_delta is not None and t >= 1:   # λ_t = max(λ_{t-1} − β_λ Δ^λ_t, 0)
+                lam = torch.clamp(lam - group["weight_decay_beta"] * wd_delta, min=0.0)
+            lams.append(lam)
+        # the dynamics of each group at its λ_t (a new one where λ moves: a host read)
+        dyns = [make_dynamics(self.kind, _no_loss, **{**self._options(g), "weight_decay":
+                                                      float(lams[i])})
+                if adapt[i] else tuners[i].dyn for i, (g, _) in enumerate(groups)]
 
         # 4. L_t, ∇L_t and the G Hessian-vector products ∇²L_t θ(μ^g Z^g) in one call
+        # (and ∇²L_t θ(μ^g Y^g) for the λ tangents): a direction is (tangent, group)
         uses_hvp = [tuner.needs_hvp and not (tuner.adaptive_mu and t == 0) for tuner in tuners]
-        dirs = [k for k in range(G) if uses_hvp[k]]
+        dirs = [("Z", k) for k in range(G) if uses_hvp[k]]
+        dirs += [("Y", k) for k in range(G) if uses_hvp[k] and adapt[k]]
         mus = [hyper[k][2].to(like.dtype) for k in range(G)]
         loss, gL, hv = _grad_and_hvps(closure, params, [
-            _scaled([mus[k] for k in dirs], self.state[p]["Z"], dirs) for p in params]
-            if dirs else None)
+            _scaled(self.state[p], dirs, mus) for p in params] if dirs else None)
 
         # the elementwise update and its tangents, group by group: Z^i_{t+1} = μ^i A_t Z^i
         # + B^i on group i's weights (the fast path of the functional tuner), and the other
         # directions' A_t μ^k Z^k there, all at once (a leading dimension, no ∂/∂η term)
-        new_w, new_Z, new_B = {}, {}, {}
-        for i, tuner in enumerate(tuners):
-            dyn, sl = tuner.dyn, range(offsets[i], offsets[i + 1])
+        new_w, new_T, new_B = {}, {}, {}
+        for i in range(G):
+            dyn, sl = dyns[i], range(offsets[i], offsets[i + 1])
             eta = hyper[i][0].to(like.dtype)
             w = {"params": {j: params[j].detach() for j in sl},
                  **{s: {j: self.state[params[j]][s] for j in sl} for s in dyn.slots}}
             g = {j: gL[j] for j in sl}
 
-            def tangents(ks, sl=sl, dyn=dyn):   # (μ^k Z^k, ∇²L μ^k Z^k) on group i, k ∈ ks
-                m = [mus[k] for k in ks]
-                pos = [dirs.index(k) for k in ks]
-                dw = {"params": {j: _scaled(m, self.state[params[j]]["Z"], ks) for j in sl},
-                      **{s: {j: _scaled(m, self.state[params[j]]["Z_" + s], ks) for j in sl}
+            def tangents(ds, sl=sl, dyn=dyn):   # (μ^k T^k, ∇²L μ^k T^k) on group i, (T, k) ∈ ds
+                pos = [dirs.index(d) for d in ds]
+                dw = {"params": {j: _scaled(self.state[params[j]], ds, mus) for j in sl},
+                      **{s: {j: _scaled(self.state[params[j]], ds, mus, s) for j in sl}
                          for s in dyn.slots}}
                 return dw, {j: hv[j][pos] for j in sl}
 
             own = None
             if uses_hvp[i]:
-                dw, dg = tangents([i])
+                dw, dg = tangents([("Z", i)])
                 own = (_first(dw), {j: x[0] for j, x in dg.items()})
             w_next, tan, B = dyn.update_tangent(w, g, eta, t, *(own or (None, None)))
-            others = [k for k in dirs if k != i]
+            others = [d for d in dirs if d != ("Z", i)]
             cross = (dyn.update_tangent(w, g, eta, t, *tangents(others), with_lr=False)[1]
                      if others else None)
-            new_w[i], new_B[i], new_Z[i] = w_next, B, (tan, others, cross)
+            # C^i = ∂U/∂λ on group i: λ enters as ∇L + λθ, so it is ∂U/∂g · θ
+            C = (dyn.update_tangent(w, g, eta, t, None, w["params"], with_lr=False)[1]
+                 if adapt[i] else None)
+            new_w[i], new_B[i], new_T[i] = w_next, B, (tan, others, cross, C)
 
         infos = [StepInfo(t, h[0], h[2], h[1], d, loss.detach(), value.detach())
                  for h, d in zip(hyper, deltas, strict=True)]
@@ -263,12 +295,17 @@ class Marthe(torch.optim.Optimizer):
                 check_finite(t, "the objective or its hypergradient", info.hypergradient,
                              info.objective)
                 check_finite(t, "the learning rate", info.lr)
+            for i in range(G):
+                if adapt[i]:
+                    check_finite(t, "the weight-decay hypergradient", wd_deltas[i])
+                    check_finite(t, "the weight decay", lams[i])
             check_finite(t, "the training loss", loss)
 
         # write: weights, slots, tangents, B_{t-1}, hyper state
         with torch.no_grad():
             for i, (group, _) in enumerate(groups):
-                dyn = tuners[i].dyn
+                dyn = dyns[i]
+                tan, others, cross, C = new_T[i]
                 for j in range(offsets[i], offsets[i + 1]):
                     p, st = params[j], self.state[params[j]]
                     p.copy_(new_w[i]["params"][j])
@@ -276,22 +313,40 @@ class Marthe(torch.optim.Optimizer):
                         st[s] = new_w[i][s][j]
                     if tuners[i].adaptive_mu:
                         st["B_prev"] = new_B[i]["params"][j]
-                    tan, others, cross = new_Z[i]
-                    for key, slot in (("Z", "params"), *(("Z_" + s, s) for s in dyn.slots)):
-                        rows = [tan[slot][j] if k == i
-                                else cross[slot][j][others.index(k)] if k in others
-                                else None for k in range(G)]
-                        st[key] = (rows[0].unsqueeze(0) if G == 1 else torch.stack(
+                    for slot in ("params", *dyn.slots):
+                        suffix = "" if slot == "params" else "_" + slot
+
+                        def row(d, slot=slot, j=j, cross=cross, others=others):
+                            """A_t μ T (no ∂/∂η) along the direction d, or None."""
+                            return cross[slot][j][others.index(d)] if d in others else None
+
+                        rows = [tan[slot][j] if k == i else row(("Z", k)) for k in range(G)]
+                        st["Z" + suffix] = (rows[0].unsqueeze(0) if G == 1 else torch.stack(
                             [torch.zeros_like(p) if r is None else r for r in rows]))
+                        if "Y" in st:
+                            rows = [row(("Y", k)) for k in range(G)]
+                            if C is not None:           # + C^i on group i's own tangent
+                                rows[i] = C[slot][j] if rows[i] is None else rows[i] + C[slot][j]
+                            st["Y" + suffix] = torch.stack(
+                                [torch.zeros_like(p) if r is None else r for r in rows])
                 lr, beta, mu, rho = hyper[i]
                 group["lr"] = lr
+                if adapt[i]:
+                    group["weight_decay"] = float(lams[i])
                 group["hyper"] = {"beta": beta, "mu": mu, "rho": rho, "delta": deltas[i],
                                   "t": t + 1}
+                if adapt[i]:
+                    group["hyper"]["weight_decay_delta"] = wd_deltas[i]
         self.last_step = infos
         return loss.detach()
 
-    def _init_state(self, p: torch.nn.Parameter, G: int, slots: tuple) -> None:
+    def _init_state(self, p: torch.nn.Parameter, G: int, slots: tuple,
+                    with_decay: bool = False) -> None:
         st = self.state[p]
+        if with_decay and "Y" not in st:      # the λ tangents, zero at t = 0
+            st["Y"] = p.new_zeros((G, *p.shape))
+            for s in slots:
+                st["Y_" + s] = p.new_zeros((G, *p.shape))
         if "Z" in st:
             if st["Z"].shape[0] != G:
                 raise RuntimeError(f"the state holds tangents for {st['Z'].shape[0]} groups, "
@@ -339,12 +394,13 @@ class RTHO(Marthe):
 
 
 # ---------------------------------------------------------------------- autograd plumbing
-def _scaled(mus: list, Z: torch.Tensor, ks: list) -> torch.Tensor:
-    """``(μ^k Z^k for k in ks)`` stacked: the rows ``ks`` of a group-stacked tangent, each
-    times its μ."""
-    if len(ks) == 1:
-        return (mus[0] * Z[ks[0]]).unsqueeze(0)
-    return torch.stack([m * Z[k] for m, k in zip(mus, ks, strict=True)])
+def _scaled(st: dict, dirs: list, mus: list, slot: str | None = None) -> torch.Tensor:
+    """``(μ^k T^k for (T, k) in dirs)`` stacked: rows of the group-stacked tangents ``Z``
+    (the rates') and ``Y`` (the weight decays') of one parameter's state, each times its
+    group's μ (``slot``: the tangents of an optimizer slot instead of the weights)."""
+    suffix = "" if slot is None else "_" + slot
+    rows = [mus[k] * st[T + suffix][k] for T, k in dirs]
+    return rows[0].unsqueeze(0) if len(rows) == 1 else torch.stack(rows)
 
 
 def _first(tree: dict) -> dict:
