@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Part II at the paper's scale: Appendix C's grid, Section 5 (LRS-OPT and the online sweep),
-# then the protocol study (MARTHE as its authors run it; the book's choices varied).
+# then the protocol study (MARTHE as its authors run it; the book's choices varied), then
+# chapter 11's per-layer comparison (one process; the options are not passed to it).
 # Resumable: every finished unit is a file under <out>/<experiment>/paper/units/, and running
 # this again continues where it stopped (an LRS-OPT unit within its iterations).
 #
@@ -19,3 +20,5 @@ for experiment in sensitivity mnist-schedules mnist-protocol; do
   # is derived from them and comes back in seconds by running this again
   rm -f "$out/$experiment/paper/results.json"
 done
+python -m hypergrad.experiments per-layer --scale paper --out "$out"
+rm -f "$out/per-layer/paper/results.json"
