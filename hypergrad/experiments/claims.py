@@ -251,10 +251,10 @@ CHOICES = {
                      "ran 5000 of gradient descent: a surrogate",
     "lr0": "η_0 = 0 for every online method (the authors' MNIST grid also starts at 0)",
     "beta-grid": "β on seven half-decades, 1e-5 … 1e-2, extended to 0.1 for HD and μ = 0.5 "
-                 "and to β_0 = 1e-6 for the book's reading of adaptive β, where the best "
+                 "and to β₀ = 1e-6 for the book's reading of adaptive β, where the best "
                  "value lay at the edge",
     "full-val": "E and its gradient on all 700 validation images (the release: a minibatch)",
-    "beta0": "adaptive β read with β_0 on the axis and κ re-selected from 0.1 down per run",
+    "beta0": "adaptive β read with β₀ on the axis and κ re-selected from 0.1 down per run",
     "diverged-0": "a diverged run scores accuracy 0",
     "threshold": "a fixed threshold of the reading (e.g. the last tenth below half the peak)",
     "distance": "schedules compared by the RMS difference of their shapes (each / its mean)",
@@ -345,9 +345,9 @@ def section5_records(sec5: dict, claims: dict, protocol: dict | None = None,
                       "of the seeds", _diff_text(st4), _v(st4),
                       ("beta-grid", "lr0", "diverged-0"), st4))
     # 5. both adaptations improve the accuracy: against adaptive μ alone, in both readings
-    for key, name, dep in (("marthe", "the book's reading (β_0 on the axis, κ re-selected)",
+    for key, name, dep in (("marthe", "the book's reading (β₀ on the axis, κ re-selected)",
                             ("beta0",)),
-                           ("marthe-authors", "the authors' protocol (β_0 = 1e-8, κ on the "
+                           ("marthe-authors", "the authors' protocol (β₀ = 1e-8, κ on the "
                             "axis, Δ clipped at ±100)", ())):
         on = aseeds if key == "marthe-authors" else seeds
         st = versus(table, key, "marthe-auto-mu", on)
@@ -359,7 +359,7 @@ def section5_records(sec5: dict, claims: dict, protocol: dict | None = None,
     # reading, the per-seed range of accuracy over β_0 against each other method's over β
     c5 = c["c5"]
     recs.append(Claim("marthe-insensitive[marthe]", QUOTES["marthe-improves"],
-                      "the book's reading: per-seed range of accuracy over β_0 against every "
+                      "the book's reading: per-seed range of accuracy over β₀ against every "
                       "other method's range over β",
                       f"range {_mean_text(c5['ranges']['marthe'])} (adaptive μ alone "
                       f"{_mean_text(c5['ranges'].get('marthe-auto-mu', []))})", c5["v"],
@@ -403,7 +403,7 @@ def section5_records(sec5: dict, claims: dict, protocol: dict | None = None,
     c12 = c["c12"]
     recs.append(Claim("rises-early", QUOTES["rises-early"],
                       "(Section 6, measured on this task) MARTHE's peak in the first half and "
-                      "its last tenth below half the peak, per seed at its best β_0",
+                      "its last tenth below half the peak, per seed at its best β₀",
                       f"peak at {_mean_text(c12['peak_at'])} of the run, last tenth / peak "
                       f"{_mean_text(c12['end_peak'])}", c12["v"], ("beta0", "threshold")))
     cq = c["quality"]

@@ -241,7 +241,7 @@ def sensitivity_records(claims: dict) -> list[Claim]:
     f = claims.get("flat")
     if f:
         out.append(Claim("grid-flat", None,
-                         "(the book's extension) adaptive β from each β_0 with one κ narrows "
-                         "the range of the error over β_0",
+                         "(the book's extension) adaptive β from each β₀ with one κ narrows "
+                         "the range of the error over β₀",
                          pts(f["cmp"]), f["v"], ("beta-grid", "beta0", "diverged-0")))
     return out
