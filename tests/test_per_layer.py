@@ -63,7 +63,7 @@ def test_units_resume_without_recomputing(tiny):
     files = unit_files(out)
     assert files and all(n.startswith("per_layer_") for n in files)
     again = ex.run("per-layer", scale="tiny", out_dir=out, progress=False)
-    assert again["computed"] == 0 and again["loaded"] == len(files)
+    assert again["units"] == {"computed": 0, "loaded": len(files)}
     assert json.dumps(again["report"], sort_keys=True) == json.dumps(res["report"],
                                                                       sort_keys=True)
 
@@ -97,6 +97,6 @@ def test_a_read_only_run_reads_and_never_computes(tiny, tmp_path):
     out, res = tiny
     s = res["settings"]
     again = per_layer.run_per_layer(s, out_dir=out, readonly=True)
-    assert again["computed"] == 0 and again["chosen"] == res["chosen"]
+    assert again["units"]["computed"] == 0 and again["chosen"] == res["chosen"]
     with pytest.raises(ex.MissingUnit):
         per_layer.run_per_layer(s, out_dir=tmp_path, readonly=True)

@@ -149,4 +149,4 @@ def run_per_layer(s: dict, out_dir: str | os.PathLike | None = None, device="cpu
                 for m in METHODS}
     return {"settings": s, "runs": runs, "chosen": chosen, "selection_scores": scores,
             "report": report, "comparisons": comparisons, "diverged": diverged,
-            "computed": store.computed, "loaded": store.loaded}
+            "units": {"computed": store.computed, "loaded": store.loaded}}
