@@ -101,10 +101,19 @@ def comparison_markdown(res: dict) -> str:
 
 
 def chosen_text(res: dict) -> str:
-    """Which value each method was run with, chosen on the selection seeds."""
-    c = res["chosen"]
-    return (f"the fixed η = {c['fixed']:g}, β = {c['marthe-one-eta']:g} for MARTHE with one η "
-            f"and β = {c['marthe-per-layer']:g} with one η per layer")
+    """Which value each method was run with, chosen on the selection seeds, and whether it
+    lies at an edge of its grid (where a wider grid might choose otherwise)."""
+    from hypergrad.experiments.per_layer import METHODS
+
+    s, c = res["settings"], res["chosen"]
+
+    def value(m):
+        grid = s[METHODS[m]]
+        edge = " (the edge of its grid)" if c[m] in (min(grid), max(grid)) else ""
+        return f"{c[m]:g}{edge}"
+
+    return (f"the fixed η = {value('fixed')}, β = {value('marthe-one-eta')} for MARTHE with "
+            f"one η and β = {value('marthe-per-layer')} with one η per layer")
 
 
 def diverged_text(res: dict) -> str:
