@@ -100,3 +100,13 @@ def test_a_read_only_run_reads_and_never_computes(tiny, tmp_path):
     assert again["units"]["computed"] == 0 and again["chosen"] == res["chosen"]
     with pytest.raises(ex.MissingUnit):
         per_layer.run_per_layer(s, out_dir=tmp_path, readonly=True)
+
+
+def test_chosen_text_says_when_a_value_is_at_the_edge_of_its_grid():
+    from hypergrad.viz.per_layer import chosen_text
+
+    res = {"settings": {"fixed_lrs": [0.1, 0.3, 1.0], "betas": [1e-4, 1e-3, 1e-2]},
+           "chosen": {"fixed": 0.3, "marthe-one-eta": 1e-4, "marthe-per-layer": 1e-3}}
+    text = chosen_text(res)
+    assert "η = 0.3," in text and "β = 0.0001 (the edge of its grid)" in text
+    assert "β = 0.001 with" in text
