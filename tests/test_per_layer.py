@@ -110,3 +110,16 @@ def test_chosen_text_says_when_a_value_is_at_the_edge_of_its_grid():
     text = chosen_text(res)
     assert "η = 0.3," in text and "β = 0.0001 (the edge of its grid)" in text
     assert "β = 0.001 with" in text
+
+
+@needs_mnist
+def test_the_committed_paper_scale_units_are_complete_and_current():
+    """Chapter 11 reads these read-only: a unit of other settings would show a placeholder."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "results" / "per-layer" / "paper"
+    s = ex.settings("per-layer", "paper")
+    res = per_layer.run_per_layer(s, out_dir=folder, readonly=True)
+    n = len(s["select_seeds"]) * sum(len(s[g]) for g in per_layer.METHODS.values())
+    n += len(s["seeds"]) * len(per_layer.METHODS)
+    assert res["units"] == {"computed": 0, "loaded": n}
