@@ -41,7 +41,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from hypergrad import _checks
+from hypergrad import _checks, online
 from hypergrad.dynamics import Batch, State, make_dynamics
 from hypergrad.loop import History, check_blowup
 from hypergrad.models import module_loss, module_objective
@@ -76,7 +76,8 @@ class ModuleTrainer:
     completed (the module holds it); nothing of the failed step is written back.
     """
 
-    def __init__(self, model: torch.nn.Module, tuner: Marthe | FixedSchedule | None = None, *,
+    def __init__(self, model: torch.nn.Module,
+                 tuner: online.Marthe | online.FixedSchedule | None = None, *,
                  criterion: Callable = F.cross_entropy, max_loss_ratio: float = math.inf,
                  **options):
         if not isinstance(model, torch.nn.Module):
