@@ -15,7 +15,7 @@ from hypergrad.viz.style import color
 __all__ = ["schedules_figure", "accuracy_figure", "comparison_markdown", "chosen_text", "WORDS",
            "diverged_text"]
 
-_LAYER_COLOURS = ("#1f5fa8", "#b22222", "#2e8b57", "#8b6914", "#6a3d9a")
+_LAYER_COLOURS = ("#1f5fa8", "#b22222", "#6a3d9a", "#8b6914", "#008080")  # none is a method's
 
 
 def _layer_means(runs: list[dict]) -> list[np.ndarray]:
