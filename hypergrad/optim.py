@@ -212,8 +212,7 @@ class Marthe(torch.optim.Optimizer):
         value, gE = _value_and_grad(val_closure, params, "the objective (val_closure)")
         deltas, ps_ = [], []
         for i, ((_, ps), tuner) in enumerate(zip(groups, tuners, strict=True)):
-            delta = sum((gE[j] * self.state[p]["Z"][i]).sum() for j, p in enumerate(params))
-            delta = torch.as_tensor(delta, dtype=hyper_dtype(like.device), device=like.device)
+            delta = self._along(gE, params, "Z", i)
             if tuner.clip is not None:
                 delta = torch.clamp(delta, -tuner.clip, tuner.clip)
             deltas.append(delta)
@@ -226,10 +225,7 @@ class Marthe(torch.optim.Optimizer):
 
         # and, where λ adapts, Δ^{λ,g}_t = gᵀ θ(Y^g_t)
         adapt = [g["weight_decay_beta"] is not None for g, _ in groups]
-        wd_deltas = [torch.as_tensor(sum((gE[j] * self.state[p]["Y"][i]).sum()
-                                         for j, p in enumerate(params)),
-                                     dtype=hyper_dtype(like.device), device=like.device)
-                     if adapt[i] else None for i in range(G)]
+        wd_deltas = [self._along(gE, params, "Y", i) if adapt[i] else None for i in range(G)]
 
         # 2.–3. β^g_t, η^g_t, μ^g_t, ρ^g_t: the functional tuner's own update; λ^g_t
         hyper, lams = [], []
@@ -339,6 +335,13 @@ class Marthe(torch.optim.Optimizer):
                     group["hyper"]["weight_decay_delta"] = wd_deltas[i]
         self.last_step = infos
         return loss.detach()
+
+    def _along(self, g: list, params: list, key: str, i: int) -> torch.Tensor:
+        """``gᵀ θ(T^i)``: ``g`` against row ``i`` of the tangents ``key`` (``"Z"``, the
+        rates'; ``"Y"``, the weight decays') over all weights, as an online scalar."""
+        like = params[0]
+        dot = sum((g[j] * self.state[p][key][i]).sum() for j, p in enumerate(params))
+        return torch.as_tensor(dot, dtype=hyper_dtype(like.device), device=like.device)
 
     def _init_state(self, p: torch.nn.Parameter, G: int, slots: tuple,
                     with_decay: bool = False) -> None:

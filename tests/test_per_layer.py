@@ -14,9 +14,13 @@ from tests.helpers import needs_mnist
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("per-layer")
-    return out, ex.run("per-layer", scale="tiny", out_dir=out, progress=False)
+    try:
+        out = tmp_path_factory.mktemp("per-layer")
+        yield out, ex.run("per-layer", scale="tiny", out_dir=out, progress=False)
+    finally:
+        torch.set_num_threads(threads)
 
 
 @needs_mnist
