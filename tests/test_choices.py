@@ -64,6 +64,6 @@ def test_the_table_has_one_row_per_comparison_and_marks_an_interval_off_zero():
     head, rule, row = text.splitlines()
     # constant η − HD: 5, 4, 4, 3 points (se 0.41, 95 % CI 2.7 to 5.3); minus HD at
     # η_0 = 0.1: 0, −1, −1, −2 (CI −2.3 to +0.3, no star)
-    assert row.split("|")[1:-1] == [" η_0 = 0.1 ", " HD ", " 4 ", " +5.0 ± 0.0 * ",
+    assert row.split("|")[1:-1] == [" η₀ = 0.1 ", " HD ", " 4 ", " +5.0 ± 0.0 * ",
                                     " +4.0 ± 0.4 * ", " −1.0 ± 0.4 ",
                                     " holds → cannot be decided "]

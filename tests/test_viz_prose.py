@@ -100,7 +100,7 @@ def test_bench_rough_text():
     # (0.2, 0.1667, 0.2333, 0.2) the residual's RMS is sqrt(0.0138889) = 0.118
     assert prose.bench_rough_text(runs, _settings()) == (
         "the paper's projected gradient descent after 1000 iterations leaves a schedule "
-        "whose η_t changes by 0.200 per step (0.118 about its 3-step mean), and projected "
+        "whose ηₜ changes by 0.200 per step (0.118 about its 3-step mean), and projected "
         "Adam after 100 iterations 0.000 (0.000)")
 
 
@@ -202,9 +202,9 @@ def test_rough_text_means_over_seeds():
     result = {"settings": _settings(),
               "lrs_opt": {"0": {"lrs": [0.1, 0.3, 0.1, 0.3]}, "1": {"lrs": [0.2] * 4}}}
     assert prose.rough_text(result) == (
-        "η_t changes by 0.100 per step on average, around a mean of 0.200; its standard "
+        "ηₜ changes by 0.100 per step on average, around a mean of 0.200; its standard "
         "deviation about its 3-step mean is 0.059, and 25% of its steps sit at a bound "
-        "(0 or η_max = 0.3) (2 seeds)")
+        "(0 or the cap 0.3) (2 seeds)")
     assert prose.rough_text({"settings": _settings(), "lrs_opt": {}}) == (
         "no LRS-OPT seed is complete yet")
 
@@ -218,11 +218,11 @@ def test_smoothing_effect_pairs_the_draws():
     d, acc, effect = prose.smoothing_effect(_smoothed(0.0))
     assert d["n"] == 2 and d["mean"] == pytest.approx(0.5) and d["sign"] == HOLDS
     assert acc == pytest.approx([0.1, 0.2])
-    assert effect == "smoothing raises f_T beyond the noise"
+    assert effect == "smoothing raises the objective beyond the noise"
     sm = _smoothed(-1.0)      # differences 0.5 and −0.5: no resolved difference
     assert prose.smoothing_effect(sm)[2] == "the draws resolve no difference"
     sm["smoothed_val_loss"] = [0.5, 1.5, 3.0]
-    assert prose.smoothing_effect(sm)[2] == "smoothing lowers f_T beyond the noise"
+    assert prose.smoothing_effect(sm)[2] == "smoothing lowers the objective beyond the noise"
 
 
 def test_snr_at():
@@ -250,17 +250,17 @@ def _noisy(final_draws: int = 4) -> dict:
 
 
 def test_noise_text():
-    start = ("at the starting schedule (η_t = 0.1), one draw's ∂f_T/∂η_t has a median "
+    start = ("at the starting schedule (ηₜ = 0.1), one draw's hypergradient ∂f/∂ηₜ has a median "
              "signal-to-noise ratio of 1.50 per step, 4 draws resolve its sign at 50% of "
              "the steps, and an average would need a median of 2.4 draws to resolve it "
              "(each projected-gradient step follows one draw). ")
     final = ("At the final schedule after 50 iterations, the draws resolve the sign at 50% "
              "of the steps (median ratio 2.00; where no step has a signal, the rule "
-             "resolves 5% by chance alone): at the others, f_T is flat to within the noise, "
-             "and nothing holds η_t in place. ")
-    smooth = ("Smoothing the final schedule over 3 steps changes f_T by 0.5000 ± 0.0000 "
-              "over the 2 paired draws, and the validation accuracy by +15.00 points on "
-              "average: smoothing raises f_T beyond the noise (seed 3).")
+             "resolves 5% by chance alone): at the others, the objective is flat to within the noise, "
+             "and nothing holds ηₜ in place. ")
+    smooth = ("Smoothing the final schedule over 3 steps changes the objective by 0.5000 "
+              "± 0.0000 over the 2 paired draws, and the validation accuracy by +15.00 points on "
+              "average: smoothing raises the objective beyond the noise (seed 3).")
     assert prose.noise_text(_noisy()) == start + final + smooth
     assert prose.noise_text(_noisy(final_draws=1)) == start + smooth
     assert prose.noise_text({"settings": _settings(), "noise": {}}) == (
@@ -270,8 +270,8 @@ def test_noise_text():
 def test_noise_summary():
     assert prose.noise_summary(_noisy(), "At the paper's scale") == (
         "At the paper's scale, 4 fresh draws resolve the sign of the final schedule's "
-        "hypergradient at 50% of its steps, and smoothing it changes f_T by "
-        "0.5000 ± 0.0000 (smoothing raises f_T beyond the noise).")
+        "hypergradient at 50% of its steps, and smoothing it changes the objective by "
+        "0.5000 ± 0.0000 (smoothing raises the objective beyond the noise).")
     assert prose.noise_summary(None, "here") == ""
     assert prose.noise_summary({"settings": _settings(), "noise": {}}, "here") == ""
     assert prose.noise_summary(_noisy(final_draws=1), "here") == ""

@@ -21,10 +21,10 @@ __all__ = ["ALTERNATIVES", "CHOICE_METHODS", "choice_effects"]
 
 #: choice of the book -> (the table's prefix of the runs with it flipped, the flip in words)
 ALTERNATIVES = {
-    "lr0": ("eta0.1", "η_0 = 0.1 (the constant η's rate) instead of 0"),
+    "lr0": ("eta0.1", "η₀ = 0.1 (the constant η's rate) instead of 0"),
     "full-val": ("valbatch", "E and its gradient on a fresh 100-image validation minibatch at "
                              "every step (as the authors' release) instead of all 700 images"),
-    "clip": ("marthe-authors-noclip", "Δ_t not clipped instead of clipped at ±100 (the "
+    "clip": ("marthe-authors-noclip", "Δₜ not clipped instead of clipped at ±100 (the "
                                       "authors' protocol)"),
 }
 

@@ -29,7 +29,7 @@ __all__ = ["Claim", "QUOTES", "accuracy_table", "selected", "versus", "protocol_
 #: The paper's sentences that Part II measures (verbatim; ``[…]`` restores a lost symbol).
 QUOTES = {
     "lrs-start": "the plot reveals a strong initialization (random seed) specific behavior of "
-                 "[η_t] for approximately the first 100 steps",
+                 "[ηₜ] for approximately the first 100 steps",
     "lrs-end": "The LR schedule then stabilizes or slowly decreases up until around 50 "
                "iterations before the final time, at which point it quickly decreases",
     "hd-decays": "HD generates schedules that quickly decay to very small values",
@@ -249,7 +249,7 @@ def protocol_records(sec5: dict, protocol: dict, metric: str = "val_acc") -> dic
 CHOICES = {
     "lrs-surrogate": "LRS-OPT: 150 iterations of projected Adam with η ≤ 0.3, where the paper "
                      "ran 5000 of gradient descent: a surrogate",
-    "lr0": "η_0 = 0 for every online method (the authors' MNIST grid also starts at 0)",
+    "lr0": "η₀ = 0 for every online method (the authors' MNIST grid also starts at 0)",
     "beta-grid": "β on seven half-decades, 1e-5 … 1e-2, extended to 0.1 for HD and μ = 0.5 "
                  "and to β₀ = 1e-6 for the book's reading of adaptive β, where the best "
                  "value lay at the edge",
@@ -304,7 +304,7 @@ def section5_records(sec5: dict, claims: dict, protocol: dict | None = None,
     recs = []
     lo = c["lrs"]
     recs.append(Claim("lrs-start", QUOTES["lrs-start"],
-                      "seed-to-seed spread of LRS-OPT's η_t over the first fifth vs the middle",
+                      "seed-to-seed spread of LRS-OPT's ηₜ over the first fifth vs the middle",
                       f"{_mean_text([lo['spread_head']])} vs {_mean_text([lo['spread_middle']])}",
                       lo["v_start"], ("lrs-surrogate",)))
     recs.append(Claim("lrs-end", QUOTES["lrs-end"],
@@ -313,7 +313,7 @@ def section5_records(sec5: dict, claims: dict, protocol: dict | None = None,
                       lo["v_drop"], ("lrs-surrogate", "threshold")))
     c1 = c["c1"]
     recs.append(Claim("hd-decays", QUOTES["hd-decays"],
-                      "HD's last η_t against half its peak, at its best β, per seed",
+                      "HD's last ηₜ against half its peak, at its best β, per seed",
                       f"end/peak {_mean_text(c1['end_peak'])}", c1["v"],
                       ("beta-grid", "lr0", "threshold")))
     c2 = c["c2"]
@@ -408,8 +408,8 @@ def section5_records(sec5: dict, claims: dict, protocol: dict | None = None,
                       f"{_mean_text(c12['end_peak'])}", c12["v"], ("beta0", "threshold")))
     cq = c["quality"]
     recs.append(Claim("longer-horizon", QUOTES["longer-horizon"],
-                      "along one fixed-η trajectory, how often Δ_t has the sign of the exact "
-                      "∂f_T/∂η_t: the best fixed μ > 0 against HD (μ = 0)",
+                      "along one fixed-η trajectory, how often Δₜ has the sign of the exact "
+                      "hypergradient ∂f/∂ηₜ: the best fixed μ > 0 against HD (μ = 0)",
                       f"{cq['sign_long']:.0%} at μ = {cq['best_long']} vs HD {cq['sign_hd']:.0%} "
                       f"(noise {cq['noise']:.0%})" if "noise" in cq else "—", cq["v"],
                       ("full-val",)))

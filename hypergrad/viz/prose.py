@@ -179,7 +179,7 @@ def bench_rough_text(runs: dict, settings: dict) -> str:
     w, cap = settings["noise"]["window"], settings["lrs_opt"]["max_lr"]
     r = {k: roughness(runs[k]["lrs"], cap, w) for k in ("pgd", "adam")}
     return (f"the paper's projected gradient descent after {runs['pgd']['iterations']}"
-            f" iterations leaves a schedule whose η_t changes by "
+            f" iterations leaves a schedule whose ηₜ changes by "
             f"{r['pgd']['step_change']:.3f} per step ({r['pgd']['residual_sd']:.3f} "
             f"about its {w}-step mean), and projected Adam after "
             f"{runs['adam']['iterations']} iterations {r['adam']['step_change']:.3f} "
@@ -298,10 +298,10 @@ def rough_text(result: dict) -> str:
     if not rs:
         return "no LRS-OPT seed is complete yet"
     m = {k: float(np.mean([r[k] for r in rs])) for k in rs[0]}
-    return (f"η_t changes by {m['step_change']:.3f} per step on average, around "
+    return (f"ηₜ changes by {m['step_change']:.3f} per step on average, around "
             f"a mean of {m['mean']:.3f}; its standard deviation about its "
             f"{w}-step mean is {m['residual_sd']:.3f}, and {m['at_bound']:.0%} "
-            f"of its steps sit at a bound (0 or η_max = {cap:g}) "
+            f"of its steps sit at a bound (0 or the cap {cap:g}) "
             f"({plural(len(rs), 'seed')})")
 
 
@@ -313,8 +313,8 @@ def smoothing_effect(sm: dict) -> tuple[dict, list[float], str]:
     d = compare([b - a for a, b in pairs if a is not None and b is not None])
     accs = zip(sm["final_val_acc"], sm["smoothed_val_acc"], strict=True)
     acc = [b - a for a, b in accs if a is not None and b is not None]
-    effect = {HOLDS: "smoothing raises f_T beyond the noise",
-              FAILS: "smoothing lowers f_T beyond the noise",
+    effect = {HOLDS: "smoothing raises the objective beyond the noise",
+              FAILS: "smoothing lowers the objective beyond the noise",
               UNDECIDED: "the draws resolve no difference"}[d["sign"]]
     return d, acc, effect
 
@@ -343,8 +343,9 @@ def noise_text(result: dict) -> str:
         return "the noise measurement is not complete yet (it follows its LRS-OPT seed)."
     seed, nz = next(iter(result["noise"].items()))
     lo, a, f = st["lrs_opt"], snr_at(nz, "start"), snr_at(nz, "final")
-    text = (f"at the starting schedule (η_t = {st['fixed_lr']:g}), one draw's "
-            f"∂f_T/∂η_t has a median signal-to-noise ratio of {a['snr']:.2f} per "
+    text = (f"at the starting schedule (ηₜ = {st['fixed_lr']:g}), one draw's "
+            f"hypergradient ∂f/∂ηₜ has a median signal-to-noise ratio of "
+            f"{a['snr']:.2f} per "
             f"step, {nz['start']['draws']} draws resolve its sign at "
             f"{a['resolved']:.0%} of the steps, and an average would need a "
             f"median of {sci(a['draws_needed'])} draws to resolve it "
@@ -353,11 +354,12 @@ def noise_text(result: dict) -> str:
         text += (f"At the final schedule after {lo['iterations']} iterations, the "
                  f"draws resolve the sign at {f['resolved']:.0%} of the steps "
                  f"(median ratio {f['snr']:.2f}; where no step has a signal, the "
-                 "rule resolves 5% by chance alone): at the others, f_T is flat "
-                 "to within the noise, and nothing holds η_t in place. ")
+                 "rule resolves 5% by chance alone): at the others, the objective "
+                 "is flat to within the noise, and nothing holds ηₜ in place. ")
     d, acc, effect = smoothing_effect(nz["smoothed"])
     return text + (f"Smoothing the final schedule over {st['noise']['window']} steps "
-                   f"changes f_T by {pm(d, fmt='.4f')} over the {d['n']} paired "
+                   f"changes the objective by {pm(d, fmt='.4f')} over the "
+                   f"{d['n']} paired "
                    f"draws, and the validation accuracy by "
                    f"{float(np.mean(acc)) * 100:+.2f} points on average: {effect} "
                    f"(seed {seed}).")
@@ -375,4 +377,5 @@ def noise_summary(result: dict | None, where: str) -> str:
     d, _, effect = smoothing_effect(nz["smoothed"])
     return (f"{where}, {nz['final']['draws']} fresh draws resolve the sign of the "
             f"final schedule's hypergradient at {r['resolved']:.0%} of its steps, "
-            f"and smoothing it changes f_T by {pm(d, fmt='.4f')} ({effect}).")
+            f"and smoothing it changes the objective by {pm(d, fmt='.4f')} "
+            f"({effect}).")

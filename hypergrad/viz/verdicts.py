@@ -23,7 +23,7 @@ NAMES = {
     "auto-mu-helps": "adaptive μ vs the best fixed (μ, β)",
     "marthe-improves[marthe]": "MARTHE vs adaptive μ (book's reading)",
     "marthe-improves[marthe-authors]": "MARTHE vs adaptive μ (authors' protocol)",
-    "marthe-insensitive[marthe]": "MARTHE insensitive to β_0 (book's reading)",
+    "marthe-insensitive[marthe]": "MARTHE insensitive to β₀ (book's reading)",
     "kappa-broad": "good κ broader than good β",
     "vs-fixed[marthe-authors]": "MARTHE (authors') vs constant η",
     "vs-fixed[marthe-mu0.99]": "μ = 0.99 vs constant η",
@@ -36,12 +36,12 @@ NAMES = {
     "kappa-diverges": "too large a κ diverges early",
     "decimate": "decimated κ vs cross-fitted κ",
     "rises-early": "MARTHE rises early, decays sharply",
-    "longer-horizon": "longer horizons: Δ_t's sign right more often",
+    "longer-horizon": "longer horizons: Δₜ's sign right more often",
     "lrs-beats-fixed": "LRS-OPT vs constant η",
     "grid-interior": "an interior μ beats HD and RTHO",
     "grid-band": "the good β moves with μ",
     "grid-auto": "adaptive μ near the best fixed μ",
-    "grid-flat": "adaptive β narrows the range over β_0",
+    "grid-flat": "adaptive β narrows the range over β₀",
 }
 
 _ROBUST = {HOLDS: "holds", FAILS: "does not hold"}
@@ -109,7 +109,7 @@ def protocol_text(rec: dict) -> str:
     parts = [f"On the {n} seeds complete so far, the best κ of the grid is "
              f"{sci(a['best_all'])} (mean accuracy {mean_best:.3f}); {same}, and each half "
              "is scored with the other half's choice."]
-    names = {"marthe": "the book's reading of adaptive β (β_0 on the axis, κ decimated per "
+    names = {"marthe": "the book's reading of adaptive β (β₀ on the axis, κ decimated per "
                        "run)", "fixed": "the constant η = 0.1",
              "marthe-auto-mu": "adaptive μ with a fixed β"}
     for key, name in names.items():
@@ -122,7 +122,7 @@ def protocol_text(rec: dict) -> str:
                  + ", ".join(sci(k) for k in picks)
                  + f" on these seeds; against the cross-fitted κ: {_pts(d['vs_selected'])}.")
     if rec.get("clip") is not None:
-        parts.append(f"Clipping Δ_t at ±100 against no clip ({rec['clip']['n']} seeds with "
+        parts.append(f"Clipping Δₜ at ±100 against no clip ({rec['clip']['n']} seeds with "
                      f"both): {_pts(rec['clip'])}.")
     b = rec["broad"]
     if b.get("marthe-authors") is not None and b.get("marthe-auto-mu") is not None:
@@ -182,7 +182,7 @@ def metrics_markdown(val: Sequence[Claim], test: Sequence[Claim]) -> str:
 
 
 #: the flip of each choice in a few words (for a table's column)
-FLIPS = {"lr0": "η_0 = 0.1", "full-val": "E on a minibatch", "clip": "Δ_t not clipped"}
+FLIPS = {"lr0": "η₀ = 0.1", "full-val": "E on a minibatch", "clip": "Δₜ not clipped"}
 
 
 def _short(st: dict) -> str:
