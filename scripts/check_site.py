@@ -26,6 +26,8 @@ three times: with ``--dump-dom`` at 1280 px and at 390 px, after scripts and Mat
   scroll sideways;
 * no code cell hides its code behind a "show code" toggle while showing no output (a toggle
   alone on the page);
+* no prose, table or caption writes a subscript as plain text (``η_t``, ``Δ_0``, ``f_T``):
+  outside code, maths and printed output, it reads ``ηₜ`` or is typeset;
 * each explorer (``widgets.explore_*`` in a code cell) shows a picture: the page's saved
   widget state holds one Output widget with an ``image/png`` per explorer, and in the
   browser, after the widget manager has rendered that state, as many ``<img>`` sit inside
@@ -300,6 +302,47 @@ def empty_toggles(html: str) -> int:
     return count
 
 
+#: a subscript written as plain text: a Greek letter (or ``f``, ``∂f``) then ``_`` and a character
+PLAIN_SUBSCRIPT = re.compile(r"(?:[α-ωΑ-Ω]|(?<![\w.])f)_[\w{(]")
+
+#: elements whose text is code, maths or printed output: a plain ``_`` is right there
+VERBATIM_TAGS = {"pre", "code", "script", "style", "mjx-container", "math", "kbd", "samp"}
+
+
+class ProseScan(HTMLParser):
+    """The text of a page outside code, maths (``class="math …"``) and printed output."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.skip: list[str] = []          # the open verbatim element's tag, nested
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        classes = (dict(attrs).get("class") or "").split()
+        if self.skip:
+            if tag == self.skip[0]:
+                self.skip.append(tag)
+        elif tag in VERBATIM_TAGS or "math" in classes or "highlight" in classes:
+            self.skip.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.skip and tag == self.skip[0]:
+            self.skip.pop()
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.text.append(data)
+
+
+def plain_subscripts(html: str) -> list[str]:
+    """The plain-text subscripts (``η_t``) in a built page's prose, tables and captions, each
+    with a little context; code, maths and printed output are not read."""
+    scan = ProseScan()
+    scan.feed(html)
+    text = " ".join(" ".join(scan.text).split())
+    return [text[max(m.start() - 30, 0):m.end() + 10] for m in PLAIN_SUBSCRIPT.finditer(text)]
+
+
 def inject_probe(html: str) -> str:
     """``html`` with the layout probe as the last element of its ``<body>``."""
     at = html.rfind("</body>")
@@ -529,6 +572,10 @@ def check_page(site: Path, base_url: str, page: Path, source: Path, out_dir: Pat
     if toggles:
         report.failures.append(f"{toggles} hidden code cell(s) with no output: a 'show code' "
                                "toggle alone (tag the cell remove-input)")
+    plain = plain_subscripts(page.read_text(encoding="utf-8"))
+    if plain:
+        report.failures.append(f"{len(plain)} subscript(s) written as plain text, first: "
+                               f"…{plain[0]}… (write ηₜ, or typeset it)")
     explorers = count_explorers(source.read_text(encoding="utf-8"))
     if explorers:
         saved = saved_explorer_pictures(page.read_text(encoding="utf-8"))

@@ -108,3 +108,16 @@ def test_a_hidden_cell_without_output_is_an_empty_toggle():
             + cell("tag_remove-output tag_hide-input ", False))
     assert check_site.empty_toggles(page) == 2
     assert check_site.empty_toggles(cell("", True)) == 0
+
+
+def test_plain_subscripts_are_found_in_prose_only():
+    page = ("<p>HD's last η_t against ∂f_T/∂η_t and f_T; Δₜ and β₀ are fine.</p>"
+            "<table><tr><td>η_0 = 0.1</td></tr></table>"
+            '<span class="math notranslate nohighlight">\\(\\eta_t\\)</span>'
+            "<pre>η_t = 0.1 printed</pre><code>val_batch</code>"
+            '<div class="highlight"><span>Δ_t = grad</span></div>'
+            "<p>a val_batch setting, x_1 and my_f_T name</p>")
+    found = check_site.plain_subscripts(page)
+    assert len(found) == 5, found                  # η_t, f_T, η_t, f_T (prose), η_0 (table)
+    assert all("printed" not in f and "grad" not in f for f in found)
+    assert check_site.plain_subscripts("<p>ηₜ, Δₜ and β₀ read as subscripts</p>") == []

@@ -39,7 +39,7 @@ def test_the_text_gives_every_accuracy_and_reads_a_stopped_and_a_moving_schedule
     held["lrs"][2][0] = None
     text = reference_text(run, lrs_convergence(held))
     assert ("training with the last iterate diverges on 1 at iteration 4 or 2; on the "
-            "other 2, f_T changes by") in text
+            "other 2, the objective changes by") in text
     assert "has stopped moving" not in text.split("average")[0]
 
 
@@ -48,7 +48,7 @@ def test_versus_text_says_the_iteration_ratio_or_that_adam_never_gets_there():
     pgd = {**_held([[0.5] * 3, [0.45] * 3, [0.4] * 3], [None, [0.45] * 3, [0.4] * 3]),
            "iteration": [0, 10, 20]}
     text = versus_text(lrs_versus(adam, pgd))
-    assert "reach f_T = 0.3000 and 0.4000" in text
+    assert "reach an objective of 0.3000 and 0.4000" in text
     assert "at iteration 2, 10.0 times fewer iterations" in text
     text = versus_text(lrs_versus(pgd | {"iteration": [0, 2, 4]}, adam | {"iteration":
                                                                         [0, 10, 20]}))

@@ -112,11 +112,11 @@ def reference_text(run: dict, conv: dict | None = None, surrogate: dict | None =
                 # change on the draws that survive
                 parts.append(f"On {conv['draws']} held-out draws, training with {name} "
                              f"diverges on {c['dropped']} at iteration {b} or {a}; on the "
-                             f"other {ch['n']}, f_T changes by {sci(ch['mean'])} ± "
+                             f"other {ch['n']}, the objective changes by {sci(ch['mean'])} ± "
                              f"{sci(ch['se'])} from iteration {a} to {b}{dist}.")
                 continue
             moved = "has stopped moving" if c["stopped"] else "still moves"
-            parts.append(f"On {conv['draws']} held-out draws, f_T of {name} changes by "
+            parts.append(f"On {conv['draws']} held-out draws, the objective of {name} changes by "
                          f"{sci(ch['mean'])} ± {sci(ch['se'])} from iteration {a} to {b}, "
                          f"against a spread of {sci(c['spread'])} between draws: it "
                          f"{moved}{dist}.")
@@ -131,7 +131,7 @@ def versus_text(vs: dict | None) -> str:
     which = "averaged schedules" if vs["key"] == "averaged" else "last iterates"
     text = (f"On the same held-out draws, the {which} of projected Adam after "
             f"{vs['adam_iterations']} iterations and of plain projected gradient descent after "
-            f"{vs['pgd_iterations']} reach f_T = {vs['adam_final']:.4f} and "
+            f"{vs['pgd_iterations']} reach an objective of {vs['adam_final']:.4f} and "
             f"{vs['pgd_final']:.4f}")
     if vs["final"] is not None:
         f = vs["final"]
