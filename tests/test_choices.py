@@ -67,3 +67,75 @@ def test_the_table_has_one_row_per_comparison_and_marks_an_interval_off_zero():
     assert row.split("|")[1:-1] == [" η₀ = 0.1 ", " HD ", " 4 ", " +5.0 ± 0.0 * ",
                                     " +4.0 ± 0.4 * ", " −1.0 ± 0.4 ",
                                     " holds → cannot be decided "]
+
+
+def _all_methods(prefix, acc, lr=None, diverged=()):
+    """Flipped runs of every method of CHOICE_METHODS at one β, the same accuracy per seed."""
+    from hypergrad.experiments.choices import CHOICE_METHODS
+
+    runs = {}
+    for m in CHOICE_METHODS:
+        for k, a in enumerate(acc[m]):
+            runs[f"{prefix}_{m}_beta0.001_seed{k}"] = {
+                "diverged": (m, k) in diverged, "val_acc": a,
+                "lr": (lr or {}).get(m, [0.1, 0.2, 0.05])}
+    return runs
+
+
+def _book(n=4, **acc):
+    from hypergrad.experiments.choices import CHOICE_METHODS
+
+    sec5 = _sec5({**{m: {1e-3: acc.get(m, [0.9] * n)} for m in CHOICE_METHODS},
+                  "fixed": acc.get("fixed", [0.9] * n)})
+    for m, by_b in sec5["online"].items():          # the book's schedules: decay to 0.01
+        for r in by_b["0.001"].values():
+            r["lr"] = [0.0, 0.2, 0.01]
+    sec5["settings"]["accuracy_threshold"] = 0.5
+    sec5["lrs_opt"] = {"0": {"lrs": [0.1, 0.1, 0.1]}}
+    return sec5
+
+
+def test_other_way_reads_each_claim_from_the_book_runs_and_from_the_flipped_ones():
+    from hypergrad.experiments.choices import CHOICE_METHODS, other_way
+
+    sec5 = _book(**{"marthe-mu0.99": [0.91, 0.92, 0.91, 0.92]})       # 1.5 points above η
+    flip = {m: [0.9] * 4 for m in CHOICE_METHODS}
+    flip["marthe-mu0.99"] = [0.86, 0.85, 0.86, 0.85]                  # 4.5 points below
+    rows = other_way(sec5, {"runs": _all_methods("eta0.1", flip,
+                                                 lr={"hd": [0.1, 0.1, 0.09]})})
+    (mu99,) = rows["vs-fixed[marthe-mu0.99]"]
+    assert mu99["choice"] == "lr0" and mu99["seeds"] == ["0", "1", "2", "3"]
+    assert mu99["book_stats"]["mean"] == pytest.approx(0.015)
+    assert mu99["stats"]["mean"] == pytest.approx(-0.045)
+    assert (mu99["book_verdict"], mu99["verdict"]) == (HOLDS, FAILS)
+    (hd,) = rows["hd-decays"]      # the book's HD ends at 5 % of its peak, the flipped at 90 %
+    assert hd["book_value"] == "end/peak 0.05" and hd["value"] == "end/peak 0.90"
+    assert hd["book_verdict"] == HOLDS and hd["verdict"] != HOLDS
+    assert set(rows) == {"auto-mu-helps", "vs-fixed[marthe-mu0.99]",
+                         "vs-fixed[marthe-auto-mu]", "hd-decays", "rtho-lingers"}
+    # a flipped family missing one method's runs answers nothing
+    runs = _all_methods("valbatch100", flip)
+    runs = {k: v for k, v in runs.items() if "_rtho_" not in k}
+    assert other_way(sec5, {"runs": runs}) == {}
+
+
+def test_a_record_carries_only_the_flips_of_choices_it_rests_on():
+    from hypergrad.experiments.choices import CHOICE_METHODS, attach_other_way
+    from hypergrad.experiments.claims import Claim
+    from hypergrad.viz import claims_markdown, other_way_markdown
+
+    sec5 = _book()
+    flip = {m: [0.9] * 4 for m in CHOICE_METHODS}
+    prot = {"runs": _all_methods("eta0.1", flip) | _all_methods("valbatch100", flip)}
+    recs = [Claim("vs-fixed[marthe-auto-mu]", None, "r", "v", HOLDS, ("lr0",)),
+            Claim("hd-decays", None, "r", "v", HOLDS, ("lr0", "full-val")),
+            Claim("lrs-start", None, "r", "v", HOLDS, ("lrs-surrogate",))]
+    out = attach_other_way(recs, sec5, prot)
+    assert [r["choice"] for r in out[0].other_way] == ["lr0"]
+    assert [r["choice"] for r in out[1].other_way] == ["lr0", "full-val"]
+    assert out[2].other_way == ()
+    assert attach_other_way(recs, sec5, None) == recs
+    table = other_way_markdown(out)
+    assert len(table.splitlines()) == 2 + 3               # header, rule, three rows
+    assert "| adaptive μ vs constant η | η₀ = 0.1 | 4 | +0.0 ± 0.0 [+0.0, +0.0]" in table
+    assert "lr0 (flipped: cannot be decided)" in claims_markdown(out)

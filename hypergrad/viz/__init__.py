@@ -19,6 +19,7 @@ from hypergrad.viz.setup import FIGURE_DPI, SCALES, Setup, chapter_setup
 from hypergrad.viz.verdicts import (
     NAMES,
     choice_effects_markdown,
+    other_way_markdown,
     choices_markdown,
     claims_markdown,
     forest_figure,
@@ -30,5 +31,6 @@ from hypergrad.viz.verdicts import (
 
 __all__ = ["chapter_setup", "Setup", "SCALES", "FIGURE_DPI", "claims_markdown",
            "choices_markdown", "protocol_text", "verdict_sentence", "pm", "NAMES",
-           "forest_figure", "metrics_markdown", "choice_effects_markdown"]
+           "forest_figure", "metrics_markdown", "choice_effects_markdown",
+           "other_way_markdown"]
 __all__ += ["prose", "per_layer"]

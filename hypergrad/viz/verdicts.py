@@ -10,7 +10,7 @@ from hypergrad.experiments.analysis import FAILS, HOLDS, md_table, sci
 from hypergrad.experiments.claims import CHOICES, Claim, verdict_word
 from hypergrad.experiments.settings import label
 
-__all__ = ["choice_effects_markdown", "claims_markdown", "verdict_sentence", "choices_markdown", "protocol_text", "pm",
+__all__ = ["other_way_markdown", "choice_effects_markdown", "claims_markdown", "verdict_sentence", "choices_markdown", "protocol_text", "pm",
            "NAMES", "forest_figure", "metrics_markdown"]
 
 #: A short name of each record (for figures and cross-references).
@@ -69,9 +69,37 @@ def claims_markdown(records: Sequence[Claim], names: dict[str, str] | None = Non
         else:
             said = f"“{c.quote}”"
         last = c.quote
-        rows.append([said, f"{c.reading}: {c.value}", _verdict_cell(c),
-                     ", ".join(c.depends) or "—"])
+        rows.append([said, f"{c.reading}: {c.value}", _verdict_cell(c), _rests_on(c)])
     return md_table(["the paper", "measured", "verdict", "rests on"], rows)
+
+
+def _rests_on(c: Claim) -> str:
+    """The choices a record rests on; one measured the other way carries the verdict then."""
+    flipped = {r["choice"]: r for r in c.other_way}
+    return ", ".join(f"{d} (flipped: {verdict_word(flipped[d]['verdict'])})" if d in flipped
+                     else d for d in c.depends) or "—"
+
+
+def other_way_markdown(records: Sequence[Claim]) -> str:
+    """Every reading of ``records`` measured with one of its choices flipped
+    (:func:`~hypergrad.experiments.choices.other_way`): the reading, the flip, the seeds, and
+    the value and verdict from the book's runs and from the flipped runs on those seeds."""
+    def cell(value, st, verdict):
+        if st is not None:               # a paired difference: mean ± SE and its interval
+            value = (f"{100 * st['mean']:+.1f} ± {100 * st['se']:.1f} "
+                     f"[{100 * st['lo']:+.1f}, {100 * st['hi']:+.1f}]").replace("-", "−")
+        return f"{value}: {verdict_word(verdict)}"
+
+    rows = []
+    for c in records:
+        for r in c.other_way:
+            moved = r["verdict"] != r["book_verdict"]
+            rows.append([NAMES.get(c.key, c.key), FLIPS[r["choice"]], str(len(r["seeds"])),
+                         cell(r["book_value"], r["book_stats"], r["book_verdict"]),
+                         cell(r["value"], r["stats"], r["verdict"]),
+                         "**moves**" if moved else "the same"])
+    return md_table(["reading", "flipped", "seeds", "the book's choice", "flipped",
+                     "verdict"], rows)
 
 
 def choices_markdown(records: Sequence[Claim]) -> str:
