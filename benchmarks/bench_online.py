@@ -37,7 +37,7 @@ class ForwardOverReverse(hg.Dynamics):
 class OneJvpOfPhi(hg.Dynamics):
     """Step 4 as ONE ``torch.func.jvp(Φ_t, (w, η), (μZ, 1))`` (Algorithm 1 as written)."""
 
-    def phi_jvp(self, w, lr, batch, aux, dw=None):
+    def phi_jvp(self, w, lr, batch, aux, dw=None, need_B=True):
         return phi_jvp_reference(self, w, lr, batch, aux, dw)
 
 

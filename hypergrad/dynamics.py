@@ -27,6 +27,8 @@ Non-differentiated state (the step count and BatchNorm's running statistics) liv
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -165,26 +167,27 @@ class Dynamics:
         w_next = self.update(w, g, lr, aux["step"])
         return w_next, (value, new_bufs, g)
 
-    def phi_jvp(self, w: dict, lr: torch.Tensor, batch: Batch, aux: dict, dw: dict | None = None
-                ) -> tuple[dict, dict, dict, tuple]:
+    def phi_jvp(self, w: dict, lr: torch.Tensor, batch: Batch, aux: dict, dw: dict | None = None,
+                need_B: bool = True) -> tuple[dict, dict, dict, tuple]:
         """``(Φ_t(w, η), A_t ẇ + B_t, B_t, (L_t, new buffers))``: ``Φ_t`` and its derivative
         along ``(ẇ, 1)`` (``ẇ = None`` means 0: no Hessian is needed), outside transforms.
 
         ``A_t ẇ = ∂U/∂w ẇ + ∂U/∂g ∇²L_t θ(ẇ)``: one gradient with a Hessian-vector product,
         then the tangent of the elementwise update (:meth:`update_tangent`). The tests hold
         it equal to ``torch.func.jvp(Φ_t, (w, η), (ẇ, 1))`` (:func:`phi_jvp_reference`).
+        ``need_B=False``: ``B_t`` may come back as ``None`` (:meth:`update_tangent`).
         """
         if dw is None:
             g, (value, bufs) = self.grad(w["params"], batch, aux)
             hv = None
         else:
             g, hv, (value, bufs) = self.grad_and_hvp(w["params"], dw["params"], batch, aux)
-        w_next, tangent, B = self.update_tangent(w, g, lr, aux["step"], dw, hv)
+        w_next, tangent, B = self.update_tangent(w, g, lr, aux["step"], dw, hv, need_B=need_B)
         return w_next, tangent, B, (value, bufs)
 
     def update_tangent(self, w: dict, g: Params, lr: torch.Tensor, step: int,
                        dw: dict | None = None, dg: Params | None = None, *,
-                       with_lr: bool = True) -> tuple[dict, dict, dict]:
+                       with_lr: bool = True, need_B: bool = True) -> tuple[dict, dict, dict]:
         """``(U, ∂U/∂w·ẇ + ∂U/∂g·ġ + ∂U/∂η, B = ∂U/∂η)`` at ``(w, g, η)`` (``None`` means a zero
         tangent), outside ``torch.func`` transforms: the hand-derived :attr:`update_jvp` when
         there is one, else forward-mode AD of ``update`` (``hypergrad._autodiff.update_jvp``).
@@ -192,11 +195,16 @@ class Dynamics:
         ``with_lr=False`` leaves ``∂U/∂η`` out of the tangent (``A_t ẇ`` alone: the derivative
         along another group's rate, :mod:`hypergrad.optim`). The tangents ``ẇ``, ``ġ`` may
         carry a leading batch dimension (several directions at once): the update is
-        elementwise, so they broadcast against ``w`` and ``g``."""
+        elementwise, so they broadcast against ``w`` and ``g``.
+
+        ``need_B=False`` lets a dynamics whose ``update_jvp`` takes ``need_B`` (SGD's) skip
+        ``B`` (returned as ``None``) where the caller has no use for it: a pass over the
+        weights saved."""
         if self.update_jvp is not None:
-            if with_lr:
-                return self.update_jvp(w, g, lr, step, dw, dg)
-            return self.update_jvp(w, g, lr, step, dw, dg, with_lr=False)
+            kw = {} if with_lr else {"with_lr": False}
+            if not need_B and _takes(self.update_jvp, "need_B"):
+                kw["need_B"] = False
+            return self.update_jvp(w, g, lr, step, dw, dg, **kw)
         return _autodiff.update_jvp(self.update, w, g, lr, step, dw, dg, with_lr=with_lr)
 
     def lr_derivative(self, w: dict, g: Params, lr: torch.Tensor, step: int) -> dict:
@@ -300,35 +308,68 @@ def sgd(loss: Callable, momentum: float = 0.0, weight_decay: float = 0.0,
         step_dir = tree_map(lambda di, vi: di + momentum * vi, d, v) if nesterov else v
         return {"params": tree_map(lambda p, s: p - lr * s, theta, step_dir), "momentum": v}
 
-    def update_jvp(w, g, lr, k, dw, dg, with_lr=True):
+    def update_jvp(w, g, lr, k, dw, dg, with_lr=True, need_B=True):
         names, theta, zero = list(g), w["params"], dw is None and dg is None
+        need_B = need_B or zero             # with no tangent given, B is the tangent
         new, tan, B = {"params": {}}, {"params": {}}, {"params": {}}
         if momentum:
             for slot in (new, tan, B):
                 slot["momentum"] = {}
         for n in names:
             p, d = theta[n], g[n] + weight_decay * theta[n] if weight_decay else g[n]
-            dd = None if zero else _lin(dg, n, 1.0, None) + _lin(dw, n, weight_decay)
+            dd = None if zero else _plus(_lin(dg, n, 1.0, None), _lin(dw, n, weight_decay))
             if momentum:
                 v = momentum * w["momentum"][n] + d
+                # a new tensor even when ẇ's slot is 0 (dd may be the caller's ġ: no alias)
                 dv = None if zero else _lin(dw, n, momentum, "momentum") + dd
                 s_, ds = (d + momentum * v, None if zero else dd + momentum * dv) if nesterov else (v, dv)
-                new["momentum"][n], B["momentum"][n] = v, torch.zeros_like(v)
+                new["momentum"][n] = v
+                if need_B:
+                    B["momentum"][n] = torch.zeros_like(v)
                 tan["momentum"][n] = B["momentum"][n] if zero else dv
             else:
                 s_, ds = d, dd
-            new["params"][n], B["params"][n] = p - lr * s_, -s_
+            new["params"][n] = _minus_times(p, lr, s_)
+            if need_B:
+                B["params"][n] = -s_
             if not with_lr:                 # A_t ẇ alone
                 tan["params"][n] = (torch.zeros_like(p) if zero
-                                    else _lin(dw, n, 1.0) - lr * ds)
-            else:
-                tan["params"][n] = B["params"][n] if zero else _lin(dw, n, 1.0) - lr * ds - s_
-        return new, tan, B
+                                    else _minus_times(_lin(dw, n, 1.0), lr, ds))
+            elif zero:
+                tan["params"][n] = B["params"][n]
+            else:                           # ẇ − η ḋ − s, in one new tensor
+                tan["params"][n] = _minus_times(_lin(dw, n, 1.0), lr, ds).sub_(s_)
+        return new, tan, (B if need_B else None)
 
     name = "sgd" if not momentum else "sgd_momentum"
     return Dynamics(name, loss, ("momentum",) if momentum else (), update,
                     dict(momentum=momentum, weight_decay=weight_decay, nesterov=nesterov),
                     update_jvp)
+
+
+@functools.lru_cache(maxsize=64)
+def _takes(fn: Callable, name: str) -> bool:
+    """Whether ``fn`` takes a keyword argument ``name``."""
+    return name in inspect.signature(fn).parameters
+
+
+def _plus(a, b):
+    """``a + b`` where either may be the float 0.0 of :func:`_lin`: then the other itself,
+    not a copy (an alias of an input: never store it in a result)."""
+    if isinstance(b, float) and b == 0.0:
+        return a
+    if isinstance(a, float) and a == 0.0:
+        return b
+    return a + b
+
+
+def _minus_times(x, a, y):
+    """``x − a·y`` in one pass (``addcmul``; the same rounding as ``x - a * y``) when ``a`` is
+    a tensor that broadcasts and ``x`` a tensor; the plain expression otherwise."""
+    if isinstance(a, torch.Tensor) and isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) \
+            and torch.broadcast_shapes(x.shape, a.shape, y.shape) == x.shape:
+        return torch.addcmul(x, a, y, value=-1)
+    return x - a * y
 
 
 def _lin(tree: dict | None, name: str, c: float, slot: str | None = "params"):

@@ -351,7 +351,8 @@ class Marthe(_Tuner):
         eta = lr.to(like.dtype)
         skip = not self.needs_hvp or (self.adaptive_mu and t == 0)
         dw = None if skip else tree_scale(Z, mu.to(like.dtype))
-        w_next, Z_next, B, (loss, bufs) = self.dyn.phi_jvp(state.w, eta, batch, state.aux, dw)
+        w_next, Z_next, B, (loss, bufs) = self.dyn.phi_jvp(state.w, eta, batch, state.aux, dw,
+                                                           need_B=self.adaptive_mu)
         new_state = State(w_next, self.dyn.next_aux(state.aux, bufs))
         B_prev = B["params"] if self.adaptive_mu else None
         info = StepInfo(t, lr, mu, beta, delta, loss.detach(), value.detach())

@@ -152,6 +152,14 @@ def test_phi_jvp_equals_one_torch_func_jvp_of_phi(make, zero):
             scale = max(1.0, max(float(v.abs().max()) for v in b[s].values()))
             assert max_diff(a[s], b[s]) < 1e-13 * scale      # relative, in float64
     assert float(fast[3][0]) == float(ref[3][0])
+    # without B: the same weights and tangent, bit for bit; B left out only where a tangent
+    # was given (with none, B is the tangent) and only by SGD's hand-written update_jvp
+    lean = dyn.phi_jvp(state.w, lr, batches[1], state.aux, dw, need_B=False)
+    for a, b in ((lean[0], fast[0]), (lean[1], fast[1])):
+        assert all(torch.equal(a[s][k], b[s][k]) for s in b for k in b[s])
+    assert (lean[2] is None) == (not zero and dyn.name.startswith("sgd"))
+    if lean[2] is not None:
+        assert all(torch.equal(lean[2][s][k], fast[2][s][k]) for s in fast[2] for k in fast[2][s])
 
 
 def test_gradient_under_autograd_keeps_its_graph():

@@ -68,7 +68,7 @@ def test_fast_paths_equal_the_general_jvp_path(name, mu, monkeypatch):
     import hypergrad.dynamics as dynamics_module
     import hypergrad.online as online_module
 
-    def phi_jvp_reference(self, w, lr_, batch, aux, dw=None):
+    def phi_jvp_reference(self, w, lr_, batch, aux, dw=None, need_B=True):
         return dynamics_module.phi_jvp_reference(self, w, lr_, batch, aux, dw)
 
     def directional_value_and_grad(objective_, state):   # ∇E never formed: jvp along each leaf
