@@ -132,6 +132,7 @@ def main():
             "model": "MLP " + "-".join(map(str, SIZES)) + ", batch 100, float32",
             "ms_per_step": {k: 1e3 * t for k, t in times.items()},
             "ratio_to_sgd": {k: t / base for k, t in times.items()},
+            "ratio_to_double_backward": {k: t / ref_db for k, t in times.items()},
         })
     print(f"RATIO MARTHE (mu=0.9) / SGD step                       = {times[default] / base:.2f}  (goal <= 3.5)")
     print(f"RATIO MARTHE (mu=0.9) / double-backward                = {times[default] / ref_db:.2f}  (goal <= 1.0)")

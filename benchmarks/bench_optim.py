@@ -1,6 +1,8 @@
 """The drop-in optimizer ``hypergrad.optim.Marthe``: one step with G = 1, 2, 4 learning rates
 (one group per layer of the paper's MLP, or pairs of layers) against one plain
-``torch.optim.SGD`` step and one step of the functional tuner ``hg.Marthe``.
+``torch.optim.SGD`` step, one step of the functional tuner ``hg.Marthe`` and one step of the
+straightforward double-backward MARTHE of ``bench_online`` (the floor issue 23 sets: a
+MARTHE step should cost no more than it).
 
 The paper's MNIST MLP (784-500-500-500-10), batch 100 for both minibatches, float32, μ = 0.9
 fixed (a Hessian-vector product every step). All variants run K steps on the same minibatches
@@ -18,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import hypergrad as hg
+from benchmarks.bench_online import double_backward_marthe
 from benchmarks.common import SIZES, header, mnist_mlp_problem, parse
 from hypergrad import optim
 from hypergrad.profiling import time_interleaved
@@ -60,6 +63,17 @@ def main():
             o, _ = tuner.step(o, b, objective)
     fns["hg.Marthe (functional)"] = functional
 
+    db = double_backward_marthe(loss, objective, mu=0.9, beta=1e-4)
+    Z0, w0, eta0 = {k: torch.zeros_like(v) for k, v in params.items()}, params, 0.05
+    for b in warm:
+        w0, Z0, eta0 = db(w0, Z0, eta0, b)
+
+    def double_backward():
+        w_, Z_, e_ = w0, Z0, eta0
+        for b in run:
+            w_, Z_, e_ = db(w_, Z_, e_, b)
+    fns["double-backward MARTHE"] = double_backward
+
     n_groups = {}
     for G in (1, 2, 4):
         m = copy.deepcopy(model)
@@ -76,9 +90,10 @@ def main():
 
     times = {k: v / K for k, v in time_interleaved(fns, repeat=args.repeat, device=dev).items()}
     base, ref = times["torch.optim.SGD"], times["hg.Marthe (functional)"]
+    floor = times["double-backward MARTHE"]
     for name, t in times.items():
         print(f"{name:26s} {1e3 * t:8.2f} ms/step   x SGD {t / base:5.2f}   "
-              f"x functional {t / ref:5.2f}")
+              f"x functional {t / ref:5.2f}   x double-backward {t / floor:5.2f}")
     if args.out:
         from hypergrad.io import atomic_write_json, run_metadata
 
@@ -89,6 +104,7 @@ def main():
             "ms_per_step": {k: 1e3 * t for k, t in times.items()},
             "ratio_to_sgd": {k: t / base for k, t in times.items()},
             "ratio_to_functional": {k: t / ref for k, t in times.items()},
+            "ratio_to_double_backward": {k: t / floor for k, t in times.items()},
         })
 
 

@@ -250,8 +250,8 @@ class Marthe(torch.optim.Optimizer):
         dirs = [("Z", k) for k in range(G) if uses_hvp[k]]
         dirs += [("Y", k) for k in range(G) if uses_hvp[k] and adapt[k]]
         mus = [hyper[k][2].to(like.dtype) for k in range(G)]
-        loss, gL, hv = _grad_and_hvps(closure, params, [
-            _scaled(self.state[p], dirs, mus) for p in params] if dirs else None)
+        V = [_scaled(self.state[p], dirs, mus) for p in params] if dirs else None
+        loss, gL, hv = _grad_and_hvps(closure, params, V)
 
         # the elementwise update and its tangents, group by group: Z^i_{t+1} = μ^i A_t Z^i
         # + B^i on group i's weights (the fast path of the functional tuner), and the other
@@ -266,16 +266,17 @@ class Marthe(torch.optim.Optimizer):
 
             def tangents(ds, sl=sl, dyn=dyn):   # (μ^k T^k, ∇²L μ^k T^k) on group i, (T, k) ∈ ds
                 pos = [dirs.index(d) for d in ds]
-                dw = {"params": {j: _scaled(self.state[params[j]], ds, mus) for j in sl},
+                dw = {"params": {j: _rows(V[j], pos) for j in sl},     # the μT of the HVPs
                       **{s: {j: _scaled(self.state[params[j]], ds, mus, s) for j in sl}
                          for s in dyn.slots}}
-                return dw, {j: hv[j][pos] for j in sl}
+                return dw, {j: _rows(hv[j], pos) for j in sl}
 
             own = None
             if uses_hvp[i]:
                 dw, dg = tangents([("Z", i)])
                 own = (_first(dw), {j: x[0] for j, x in dg.items()})
-            w_next, tan, B = dyn.update_tangent(w, g, eta, t, *(own or (None, None)))
+            w_next, tan, B = dyn.update_tangent(w, g, eta, t, *(own or (None, None)),
+                                                need_B=tuners[i].adaptive_mu)
             others = [d for d in dirs if d != ("Z", i)]
             cross = (dyn.update_tangent(w, g, eta, t, *tangents(others), with_lr=False)[1]
                      if others else None)
@@ -404,6 +405,13 @@ def _scaled(st: dict, dirs: list, mus: list, slot: str | None = None) -> torch.T
     suffix = "" if slot is None else "_" + slot
     rows = [mus[k] * st[T + suffix][k] for T, k in dirs]
     return rows[0].unsqueeze(0) if len(rows) == 1 else torch.stack(rows)
+
+
+def _rows(x: torch.Tensor, pos: list[int]) -> torch.Tensor:
+    """``x[pos]``: a view where ``pos`` is a run of consecutive rows, else a copy."""
+    if pos == list(range(pos[0], pos[0] + len(pos))):
+        return x[pos[0]:pos[0] + len(pos)]
+    return x[pos]
 
 
 def _first(tree: dict) -> dict:
