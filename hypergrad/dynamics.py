@@ -364,8 +364,9 @@ def _plus(a, b):
 
 
 def _minus_times(x, a, y):
-    """``x − a·y`` in one pass (``addcmul``; the same rounding as ``x - a * y``) when ``a`` is
-    a tensor that broadcasts and ``x`` a tensor; the plain expression otherwise."""
+    """``x − a·y`` in one pass and one new tensor (``addcmul``, fused: one rounding where
+    ``x - a * y`` has two, so the two differ in the last bit of some entries) when ``a`` is a
+    tensor that broadcasts and ``x`` a tensor; the plain expression otherwise."""
     if isinstance(a, torch.Tensor) and isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) \
             and torch.broadcast_shapes(x.shape, a.shape, y.shape) == x.shape:
         return torch.addcmul(x, a, y, value=-1)
