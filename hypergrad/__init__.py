@@ -11,7 +11,7 @@ parameter group (:mod:`hypergrad.optim`).
 
 __version__ = "0.1.0"
 
-from hypergrad import optim  # the submodule, as hg.optim
+from hypergrad import optim  # noqa: F401  (the submodule, as hg.optim)
 from hypergrad.dynamics import DivergenceError, Dynamics, State, adam, make_dynamics, sgd
 from hypergrad.hypergradient import hypergradient
 from hypergrad.loop import History, run_online, select_hyper_lr

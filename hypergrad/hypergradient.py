@@ -37,11 +37,11 @@ from hypergrad import _autodiff, _checks
 from hypergrad.dynamics import (
     DivergenceError,
     Dynamics,
-    grouped,
     Params,
     State,
     call_objective,
     check_finite,
+    grouped,
     objective_value_and_grad,
 )
 from hypergrad.tree import tree_all_finite, tree_leaves, tree_map, tree_zeros_like

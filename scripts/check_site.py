@@ -296,7 +296,7 @@ def empty_toggles(html: str) -> int:
     show no output: a toggle alone on the page, with nothing to read beside it."""
     starts = [m.start() for m in CELL_START.finditer(html)] + [len(html)]
     count = 0
-    for a, b in zip(starts, starts[1:]):
+    for a, b in zip(starts, starts[1:], strict=False):
         head = html[a:a + 120]
         count += "tag_hide-input" in head and "cell_output" not in html[a:b]
     return count

@@ -87,7 +87,7 @@ def _book(n=4, **acc):
 
     sec5 = _sec5({**{m: {1e-3: acc.get(m, [0.9] * n)} for m in CHOICE_METHODS},
                   "fixed": acc.get("fixed", [0.9] * n)})
-    for m, by_b in sec5["online"].items():          # the book's schedules: decay to 0.01
+    for by_b in sec5["online"].values():          # the book's schedules: decay to 0.01
         for r in by_b["0.001"].values():
             r["lr"] = [0.0, 0.2, 0.01]
     sec5["settings"]["accuracy_threshold"] = 0.5

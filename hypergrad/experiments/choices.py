@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from hypergrad.experiments.analysis import FAILS, HOLDS, UNDECIDED, combine, compare, linger
+from hypergrad.experiments.analysis import UNDECIDED, combine, compare, linger
 from hypergrad.experiments.claims import (
     _diff_text,
     _fixed_mu_pool,
