@@ -107,6 +107,14 @@ def _check_run_args(tuner, batches, objectives, max_loss_ratio, check_every, sta
                              f"{start + n} (steps {start} … {start + n - 1})")
 
 
+def _read_verdict(fail_t: torch.Tensor, fail_code: torch.Tensor) -> tuple[int, int]:
+    """The divergence record of :func:`run_online` read on the host: ``(t, code)`` of the
+    first failing step (``t = -1``: none yet). One device read (one synchronisation): what a
+    check of ``run_online`` costs, and the only read it makes until the run ends."""
+    t, code = torch.stack([fail_t, fail_code]).tolist()
+    return int(t), int(code)
+
+
 def run_online(tuner: Marthe | FixedSchedule, params: Params | State, batches: Sequence,
                objectives: Callable | Sequence[Callable], *, max_loss_ratio: float = 10.0,
                ostate: OnlineState | None = None, callback: Callable | None = None,
@@ -119,17 +127,33 @@ def run_online(tuner: Marthe | FixedSchedule, params: Params | State, batches: S
     read every ``check_every`` steps and at the end (``None``: at the end only), so the steps
     themselves never wait for the device; ``check_every=1`` stops at the failing step, as
     :meth:`~hypergrad.online.Marthe.step` does. The :class:`History` is read from the device once.
+
+    Exactly: with ``check_every=k`` and ``n`` batches, the verdict is read (one device read,
+    :func:`_read_verdict`) after the ``k``-th, ``2k``-th, … step of this call, and after the
+    ``n``-th when that is not one of them: ``⌈n/k⌉`` reads (``None``: one read, after the
+    ``n``-th step; no batches: none). Steps are counted from 1 within this call, whatever
+    ``ostate.t`` it starts from. A run whose step ``t = s`` fails (the ``i``-th step of this
+    call, ``s = ostate.t + i - 1``) raises at the first read after it: after step
+    ``min(⌈i/k⌉·k, n)`` of this call, having run the steps after ``s`` up to there; the
+    error names ``s`` (the first failing step), whichever read finds it. ``callback(ostate,
+    info)`` follows each step and that step's read every ``k`` steps, if it has one (so it is
+    not called for a step whose such read raises); the read at the end, after the ``n``-th
+    step, follows the last callback. A run that does not diverge returns a :class:`History`
+    of ``n`` records.
     """
     ostate = ostate or tuner.init(params)
     _check_run_args(tuner, batches, objectives, max_loss_ratio, check_every, ostate.t)
     infos: list[StepInfo] = []
     first = None
     fail_t = fail_code = None
+    checked = False
 
     def check() -> None:
-        if fail_t is None or int(fail_t) < 0:         # the one synchronisation of a check
+        if fail_t is None:                            # no step yet: nothing to read
             return
-        step, code = int(fail_t), int(fail_code)
+        step, code = _read_verdict(fail_t, fail_code)  # the one synchronisation of a check
+        if step < 0:
+            return
         info = infos[step - infos[0].t]
         if code == 4:
             raise DivergenceError(step, f"the training loss blew up ({float(info.loss):.3g} > "
@@ -150,11 +174,13 @@ def run_online(tuner: Marthe | FixedSchedule, params: Params | State, batches: S
         new = (fail_t < 0) & (code > 0)
         fail_t = torch.where(new, info.t, fail_t)
         fail_code = torch.where(new, code, fail_code)
-        if check_every is not None and (i + 1) % check_every == 0:
+        checked = check_every is not None and (i + 1) % check_every == 0
+        if checked:
             check()
         if callback is not None:
             callback(ostate, info)
-    check()
+    if not checked:                                   # the end, unless just read
+        check()
     return ostate, History.from_infos(infos)
 
 

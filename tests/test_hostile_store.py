@@ -191,3 +191,88 @@ def test_checkpoint_of_the_same_run_is_kept(tmp_path):
     assert ex.UnitStore(None).checkpoint("r", unit) is None
     store.get("r", unit, lambda: {"x": 1.0})                              # stored: tag removed
     assert not (tmp_path / "units" / "r.ckpt.json").exists()
+
+
+# ------------------------------------------------ issue 25: one session, other settings
+@pytest.mark.parametrize("folder", [True, False], ids=["files", "memory-only"])
+def test_one_store_never_returns_a_unit_of_other_settings(tmp_path, folder):
+    """Within one store object (one session), a unit asked for again with other settings is
+    computed afresh, as a new store does with a file of other settings: the in-memory lookup
+    must compare settings too."""
+    store = ex.UnitStore(tmp_path if folder else None)
+    calls = []
+
+    def compute(x):
+        return lambda: calls.append(x) or {"x": x}
+
+    assert store.get("u", {"a": 1}, compute(1.0)) == {"x": 1.0}
+    assert store.get("u", {"a": 1}, compute(9.0)) == {"x": 1.0}      # same settings: kept
+    assert store.get("u", {"a": 2}, compute(2.0)) == {"x": 2.0}      # other settings: redone
+    assert store.lookup("u", {"a": 2}) == {"x": 2.0}
+    assert store.lookup("u", {"a": 3}) is None
+    assert store.get("u", {"a": 1, "b": [1]}, compute(3.0)) == {"x": 3.0}   # an added item
+    assert calls == [1.0, 2.0, 3.0] and store.computed == 3
+    if folder:
+        assert ex.read_unit_file(store.file("u"))["settings"] == {"a": 1, "b": [1]}
+        fresh = ex.UnitStore(tmp_path)         # what a new session reads agrees
+        assert fresh.lookup("u", {"a": 1, "b": [1]}) == {"x": 3.0}
+
+
+def test_one_store_does_not_keep_the_callers_settings_object(tmp_path):
+    """The store remembers a unit's settings as they were, not the caller's dict: a caller
+    that changes its dict in place and asks again gets no stale result."""
+    ex.UnitStore(tmp_path).put("u", {"a": 1, "nested": {"b": 1}}, {"x": 1.0}, None)
+    store = ex.UnitStore(tmp_path)
+    settings = {"a": 1, "nested": {"b": 1}}
+    assert store.load("u", settings) == {"x": 1.0}
+    settings["nested"]["b"] = 2                  # the same object, other settings now
+    assert store.lookup("u", settings) is None
+    settings = {"a": 1, "nested": {"b": 1}}
+    store.put("u", settings, {"x": 2.0}, None)
+    settings["a"] = 5
+    assert store.lookup("u", settings) is None
+    assert store.get("u", settings, lambda: {"x": 5.0}) == {"x": 5.0}
+
+
+def test_a_read_only_store_refuses_other_settings_after_a_load(tmp_path):
+    ex.UnitStore(tmp_path).put("u", {"a": 1}, {"x": 1.0}, None)
+    store = ex.UnitStore(tmp_path, readonly=True)
+    assert store.load("u", {"a": 1}) == {"x": 1.0}
+    with pytest.raises(ex.MissingUnit, match="other settings"):
+        store.load("u", {"a": 2})
+    with pytest.raises(ex.MissingUnit):
+        store.get("u", {"a": 2}, lambda: {"x": 2.0})
+    assert store.loaded == 1 and store.file("u").exists()
+
+
+# ------------------------------------------ issue 25: temporary files of killed writers
+def test_stale_temporary_files_are_ignored_and_removed(tmp_path):
+    import os
+    import time
+
+    from hypergrad.experiments.store import remove_stale_temporary_files
+
+    ex.UnitStore(tmp_path).put("u", {"a": 1}, {"x": 1.0}, None)
+    old = _write(tmp_path, ".u.json.gz.k3j4.tmp", b"\x1f\x8b half")      # a killed writer's
+    young = _write(tmp_path, ".v.json.gz.a1b2.tmp", b"\x1f\x8b")          # a write in progress
+    hour_ago = time.time() - 3600
+    os.utime(old, (hour_ago, hour_ago))
+    assert set(ex.unit_files(tmp_path)) == {"u"}            # never read as units
+    assert ex.UnitStore(tmp_path).lookup("u", {"a": 1}) == {"x": 1.0}
+    assert remove_stale_temporary_files(tmp_path) == [old]
+    assert not old.exists() and young.exists()
+    assert remove_stale_temporary_files(tmp_path / "units", older_than=0) == [young]
+    assert set(_units(tmp_path)) == {"u.json.gz"}
+    assert remove_stale_temporary_files(tmp_path / "nothing") == []
+
+
+def test_settings_with_tuples_find_their_file(tmp_path):
+    """Settings are stored as JSON (tuples as lists); asking with the same settings as tuples
+    finds the unit, in memory and in a new session, and never sets its file aside."""
+    store = ex.UnitStore(tmp_path)
+    store.put("u", {"sizes": (784, 16, 10)}, {"x": 1.0}, None)
+    assert store.lookup("u", {"sizes": (784, 16, 10)}) == {"x": 1.0}
+    fresh = ex.UnitStore(tmp_path)
+    assert fresh.lookup("u", {"sizes": (784, 16, 10)}) == {"x": 1.0}
+    assert fresh.get("u", {"sizes": [784, 16, 10]}, lambda: {"x": 2.0}) == {"x": 1.0}
+    assert set(_units(tmp_path)) == {"u.json.gz"} and fresh.computed == 0

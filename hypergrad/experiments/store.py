@@ -32,7 +32,7 @@ from hypergrad.lrs_opt import LrsOptResult
 
 __all__ = ['select_kappa', 'MissingUnit', 'UnitStore', 'result_dir', 'load_results', 'float32_trace', 'Unit', 'compute_batched',
            'UNIT_SUFFIX', 'LEGACY_SUFFIX', 'read_unit_file', 'unit_name', 'unit_file',
-           'unit_files', 'compact_units']
+           'unit_files', 'compact_units', 'remove_stale_temporary_files']
 
 
 # =========================================================================== unit store
@@ -173,6 +173,36 @@ def compact_units(root: str | os.PathLike) -> dict:
     return out
 
 
+#: how old a temporary file of ``units/`` must be for :func:`remove_stale_temporary_files`
+#: to take it for a killed writer's (a live writer renames its file within seconds)
+STALE_TEMPORARY_S = 600.0
+
+
+def remove_stale_temporary_files(folder: str | os.PathLike,
+                                 older_than: float = STALE_TEMPORARY_S) -> list[Path]:
+    """Remove the temporary files of :func:`hypergrad.io.atomic_write` (``.<file>.<random>.tmp``)
+    from ``folder``'s ``units/`` that were last written more than ``older_than`` seconds ago:
+    what a writer killed before it could rename or remove its file (``SIGKILL``, a power cut)
+    leaves. They are never read as units (:func:`unit_name` skips them); younger ones may be
+    another process's write in progress (several processes may share a folder) and are left.
+    Returns the files removed."""
+    units = _units_dir(folder)
+    removed = []
+    if not units.is_dir():
+        return removed
+    now = time.time()
+    for path in units.iterdir():
+        if not (path.name.startswith(".") and path.name.endswith(".tmp")):
+            continue
+        try:
+            if now - path.stat().st_mtime > older_than and path.is_file():
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:               # renamed or removed by its writer meanwhile
+            pass
+    return removed
+
+
 class MissingUnit(LookupError):
     """A read-only :class:`UnitStore` was asked for a unit it does not hold: no file, or a
     file that cannot be read or holds other settings (``reason`` says which)."""
@@ -237,7 +267,10 @@ class UnitStore:
 
     def lookup(self, name: str, unit_settings: dict):
         """The stored result, or ``None`` (a file with other settings is moved aside; then a
-        legacy ``.json`` beside it, if any, is the unit's file and is tried in turn)."""
+        legacy ``.json`` beside it, if any, is the unit's file and is tried in turn).
+        ``unit_settings`` are compared as stored (:func:`_jsonable`: tuples as lists), in
+        memory as in the file: a unit of this session with other settings is not returned."""
+        unit_settings = _jsonable(unit_settings)
         if name in self.memory and self.memory[name][0] == unit_settings:
             return self.memory[name][1]
         while (path := self.file(name)) is not None:
@@ -310,6 +343,7 @@ class UnitStore:
         """The stored result of ``name`` with these settings (counted in ``loaded`` once and
         kept in memory), ``None`` when there is none; a read-only store raises
         :class:`MissingUnit` instead of returning ``None``."""
+        unit_settings = _jsonable(unit_settings)   # a copy: the caller may change its dict
         found = self.lookup(name, unit_settings)
         if found is not None:
             if name not in self.memory:
