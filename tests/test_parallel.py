@@ -3,6 +3,14 @@ units are computed, they are the units one process computes."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -98,3 +106,118 @@ def test_cli_engine_options_are_checked(capsys):
     assert ex.main(["sensitivity", "--workers", "auto", "--population", "1",
                     "--print-settings"]) == 0
     assert parallel.usable_cores() >= 1
+
+
+# ------------------------------------------------------------ issue 25: stopping a sweep
+def _group(pgid: int) -> list[int]:
+    """The live processes of the process group ``pgid`` (zombies, which compute nothing, are
+    left out: the container's init may be slow to reap them)."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:                    # gone meanwhile
+            continue
+        if int(fields[2]) == pgid and fields[0] not in "ZX":
+            found.append(int(d))
+    return found
+
+
+def _sweep(out: Path) -> list[str]:
+    """A tiny sensitivity sweep in 2 workers, slow enough (8 units of ~1 s) to be stopped in
+    the middle."""
+    return [sys.executable, "-m", "hypergrad.experiments", "sensitivity", "--scale", "tiny",
+            "--out", str(out), "--workers", "2", "--population", "1", "--no-progress",
+            "--seeds", "1", "--set", "T=600"]
+
+
+def _stop_in_the_middle(out: Path, signum: int, env: dict, total: int) -> str:
+    """Start :func:`_sweep`, send ``signum`` to the driver alone (as ``kill`` does) once its
+    first unit is stored, and check that within 10 s no process it started is left, that it
+    stored fewer than ``total`` units and no temporary or half-written file. Returns the
+    driver's stderr."""
+    units = out / "sensitivity" / "tiny" / "units"
+    driver = subprocess.Popen(_sweep(out), env=env, start_new_session=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not (units.is_dir() and any(n.endswith(".json.gz") for n in os.listdir(units))):
+            assert driver.poll() is None, driver.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, "no unit stored in 180 s"
+            time.sleep(0.02)
+        assert len(_group(driver.pid)) >= 3          # the driver and its two workers
+        driver.send_signal(signum)
+        deadline = time.monotonic() + 10
+        _, err = driver.communicate(timeout=30)      # (the old workers held its stderr open)
+        while (alive := _group(driver.pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert alive == [], f"still running 10 s after {signal.Signals(signum).name}: {alive}"
+    finally:
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)     # whatever the old code left running
+        except ProcessLookupError:
+            pass
+        driver.wait()
+    stored = ex.unit_files(out / "sensitivity" / "tiny")
+    assert len(stored) < total, "the workers went on storing units after the signal"
+    names = os.listdir(units)
+    assert [n for n in names if "tmp" in n] == []
+    assert set(names) == {f.name for f in stored.values()}       # units only, none set aside
+    assert all(isinstance(ex.read_unit_file(f)["result"], dict) for f in stored.values())
+    if signum != signal.SIGKILL:
+        assert driver.returncode == 128 + signum, err[-2000:]
+        assert "Traceback" not in err and f"stopped by {signal.Signals(signum).name}" in err
+    return err
+
+
+_PROC = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+
+
+@needs_mnist
+@_PROC
+def test_sigterm_stops_every_worker_and_the_next_run_resumes(tmp_path):
+    """``kill <driver>`` (SIGTERM, what ``timeout`` and job schedulers send) used to end the
+    driver only: its workers and the resource tracker, re-parented to init, went on computing
+    and writing units. Now every process the driver started ends within seconds, no unit or
+    temporary file is left half-written, and the next run computes only the missing units."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    total = len(sensitivity.plan_units(ex.settings("sensitivity", "tiny") | {"seeds": [0]}))
+    _stop_in_the_middle(tmp_path, signal.SIGTERM, env, total)
+    before = {name: f.stat().st_mtime_ns
+              for name, f in ex.unit_files(tmp_path / "sensitivity" / "tiny").items()}
+    assert before
+
+    again = subprocess.run(_sweep(tmp_path), env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    counts = re.search(r"(\d+) units computed, (\d+) loaded", again.stdout)
+    assert counts and (int(counts[1]), int(counts[2])) == (total - len(before), len(before))
+    after = ex.unit_files(tmp_path / "sensitivity" / "tiny")
+    assert len(after) == total
+    assert {name: after[name].stat().st_mtime_ns for name in before} == before  # not redone
+
+
+@needs_mnist
+@_PROC
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_sigint_or_a_killed_driver_stops_every_worker(tmp_path, signum):
+    """``kill -INT`` is handled as SIGTERM is; a driver killed outright (SIGKILL: it can do
+    nothing) leaves workers that notice it is gone and stop within seconds."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    total = len(sensitivity.plan_units(ex.settings("sensitivity", "tiny") | {"seeds": [0]}))
+    _stop_in_the_middle(tmp_path, signum, env, total)
+
+
+def test_stop_on_signals_raises_stopped_once_and_restores_the_handlers():
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(parallel.Stopped) as info, parallel.stop_on_signals():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)                            # the handler raises before this ends
+        finally:
+            os.kill(os.getpid(), signal.SIGINT)      # a second signal while stopping: ignored
+    assert info.value.signum == signal.SIGTERM and isinstance(info.value, KeyboardInterrupt)
+    assert signal.getsignal(signal.SIGTERM) is before

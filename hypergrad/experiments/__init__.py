@@ -14,7 +14,9 @@ dict (lists, numbers, strings, ``None`` for a missing value):
   extended, μ = 0.999, η_0 = 0.1, E on a validation minibatch;
 * :func:`.run_sensitivity` — Appendix C: MARTHE's final validation error over a ``β × μ`` grid;
 * :func:`.run_per_layer` — beyond the paper: one learning rate per layer
-  (:class:`hypergrad.optim.Marthe`) against one for the network and a fixed η.
+  (:class:`hypergrad.optim.Marthe`) against one for the network and a fixed η;
+* :func:`.run_lr_free` — beyond the paper: the hypergradient methods against the
+  learning-rate-free optimizers (Prodigy, Schedule-Free, D-Adaptation, DoG).
 
 Analyses (used by the chapters; they read results and never train): :func:`~hypergrad.experiments.section5_claims.mnist_claims`,
 :func:`.real_world_claims` and :func:`.sensitivity_claims` turn each claim of the paper into
@@ -110,6 +112,7 @@ from hypergrad.experiments.committed import (  # noqa: F401
     progress_text,
     run_table,
 )
+from hypergrad.experiments.lr_free import run_lr_free  # noqa: F401
 from hypergrad.experiments.mnist_schedules import (  # noqa: F401
     MnistTask,
     _lrs_opt_unit,
@@ -120,6 +123,7 @@ from hypergrad.experiments.mnist_schedules import (  # noqa: F401
     lrs_opt_settings,
     run_mnist_schedules,
 )
+from hypergrad.experiments.per_layer import layer_groups, run_per_layer  # noqa: F401
 from hypergrad.experiments.protocol import (  # noqa: F401
     committed_protocol,
     decimate,
@@ -138,7 +142,6 @@ from hypergrad.experiments.real_world import (  # noqa: F401
     run_real_world,
     summarize_real_world,
 )
-from hypergrad.experiments.per_layer import layer_groups, run_per_layer  # noqa: F401
 from hypergrad.experiments.section5_claims import mnist_claims, summarize_online  # noqa: F401
 from hypergrad.experiments.sensitivity import (  # noqa: F401
     run_sensitivity,
@@ -173,4 +176,4 @@ from hypergrad.experiments.store import (  # noqa: F401
     unit_name,
 )
 
-__all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings', 'Unit', 'UnitStore', 'result_dir', 'load_results', 'hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'tally', 'normalised_distance', 'linger', 'centred_mean', 'roughness', 'signal_to_noise', 'PAR_MARGIN', 'MnistTask', 'run_mnist_schedules', 'summarize_online', 'mnist_claims', 'MAX_POINTS', 'run_real_world', 'summarize_real_world', 'real_world_claims', 'run_sensitivity', 'sensitivity_grids', 'sensitivity_claims', 'RUNNERS', 'run', 'load_or_run', 'main', 'COMMITTED', 'committed', 'MissingUnit', 'duration', 'progress_text', 'run_table', 'machine_table', 'CHOICES', 'QUOTES', 'Claim', 'protocol_records', 'section5_records', 'sensitivity_records', 'verdict_word', 'committed_protocol', 'decimate', 'run_mnist_protocol', 'ALTERNATIVES', 'choice_effects', 'read_unit_file', 'unit_file', 'unit_files', 'unit_name', 'compact_units', 'run_per_layer', 'layer_groups']
+__all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings', 'Unit', 'UnitStore', 'result_dir', 'load_results', 'hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'tally', 'normalised_distance', 'linger', 'centred_mean', 'roughness', 'signal_to_noise', 'PAR_MARGIN', 'MnistTask', 'run_mnist_schedules', 'summarize_online', 'mnist_claims', 'MAX_POINTS', 'run_real_world', 'summarize_real_world', 'real_world_claims', 'run_sensitivity', 'sensitivity_grids', 'sensitivity_claims', 'RUNNERS', 'run', 'load_or_run', 'main', 'COMMITTED', 'committed', 'MissingUnit', 'duration', 'progress_text', 'run_table', 'machine_table', 'CHOICES', 'QUOTES', 'Claim', 'protocol_records', 'section5_records', 'sensitivity_records', 'verdict_word', 'committed_protocol', 'decimate', 'run_mnist_protocol', 'ALTERNATIVES', 'choice_effects', 'read_unit_file', 'unit_file', 'unit_files', 'unit_name', 'compact_units', 'run_per_layer', 'layer_groups', 'run_lr_free']

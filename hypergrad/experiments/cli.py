@@ -17,9 +17,17 @@ from pathlib import Path
 
 import torch
 
+from hypergrad.experiments.lr_free import run_lr_free
 from hypergrad.experiments.mnist_schedules import run_mnist_schedules
+from hypergrad.experiments.parallel import (
+    PARALLEL,
+    Stopped,
+    choose_population,
+    run_in_workers,
+    stop_on_signals,
+    usable_cores,
+)
 from hypergrad.experiments.per_layer import run_per_layer
-from hypergrad.experiments.parallel import PARALLEL, choose_population, run_in_workers, usable_cores
 from hypergrad.experiments.protocol import run_mnist_protocol
 from hypergrad.experiments.real_world import run_real_world
 from hypergrad.experiments.sensitivity import run_sensitivity
@@ -33,7 +41,8 @@ __all__ = ['RUNNERS', 'run', 'load_or_run', 'main']
 # =========================================================================== files and CLI
 RUNNERS = {"mnist-schedules": run_mnist_schedules, "mnist-protocol": run_mnist_protocol,
            "real-world": run_real_world,
-           "sensitivity": run_sensitivity, "per-layer": run_per_layer}
+           "sensitivity": run_sensitivity, "per-layer": run_per_layer,
+           "lr-free": run_lr_free}
 
 
 def run(experiment: str, s: dict | None = None, scale: str = "quick",
@@ -365,17 +374,24 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"argument {e}")
     out = result_dir(a.out, a.experiment, a.scale)
     _check_out(p, out)
+    # SIGTERM/SIGINT raise Stopped: the workers are stopped and nothing is left half-written
+    # (see hypergrad.experiments.parallel); the next run resumes from the stored units
     try:
-        engine = {}
-        if a.experiment in PARALLEL:
-            engine = _engine(a.experiment, s, device, a.workers, a.population)
-            if engine["workers"] > 1:
-                engine["parallel"] = run_in_workers(
-                    a.experiment, s, out, device, engine["workers"], engine["threads"],
-                    engine["population"], progress=not a.no_progress)
-        extra = {"population": engine.get("population", 1)} if a.experiment in PARALLEL else {}
-        result = run(a.experiment, s, out_dir=out, device=device, progress=not a.no_progress,
-                     meta=engine, **extra)
+        with stop_on_signals():
+            engine = {}
+            if a.experiment in PARALLEL:
+                engine = _engine(a.experiment, s, device, a.workers, a.population)
+                if engine["workers"] > 1:
+                    engine["parallel"] = run_in_workers(
+                        a.experiment, s, out, device, engine["workers"], engine["threads"],
+                        engine["population"], progress=not a.no_progress)
+            extra = {"population": engine.get("population", 1)} if a.experiment in PARALLEL else {}
+            result = run(a.experiment, s, out_dir=out, device=device, progress=not a.no_progress,
+                         meta=engine, **extra)
+    except Stopped as e:
+        print(f"{p.prog}: {e}: the units stored so far are kept, the run resumes from them "
+              f"when started again", file=sys.stderr)
+        return 128 + e.signum
     except (DataError, OSError, RuntimeError) as e:  # missing or corrupt data, unwritable
         print(f"{p.prog}: error: {e}", file=sys.stderr)  # files, a failed worker: no traceback
         return 1

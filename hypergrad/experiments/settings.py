@@ -7,7 +7,8 @@ import copy
 __all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings']
 
 
-EXPERIMENTS = ("mnist-schedules", "mnist-protocol", "real-world", "sensitivity", "per-layer")
+EXPERIMENTS = ("mnist-schedules", "mnist-protocol", "real-world", "sensitivity", "per-layer",
+               "lr-free")
 
 
 SCALES = ("tiny", "quick", "paper")
@@ -21,6 +22,8 @@ LABELS = {
     "marthe-authors-noclip": "MARTHE (the authors' protocol, Δ not clipped)",
     "exponential": "exponential decay", "staircase": "staircase", "sgdr": "SGDR",
     "marthe-one-eta": "MARTHE, one η", "marthe-per-layer": "MARTHE, one η per layer",
+    "cosine": "cosine schedule", "prodigy": "Prodigy", "sf-sgd": "Schedule-Free SGD",
+    "sf-adamw": "Schedule-Free AdamW", "dadapt-sgd": "D-Adaptation (SGD)", "dog": "DoG",
 }
 
 
@@ -275,6 +278,52 @@ def _per_layer_settings(scale: str) -> dict:
     return tiny
 
 
+def _lr_free_settings(scale: str) -> dict:
+    """Section 5's MNIST task for the hypergradient methods against the learning-rate-free
+    optimizers (:mod:`hypergrad.experiments.lr_free`)."""
+    paper = {
+        "experiment": "lr-free", "scale": "paper", **_MNIST_PAPER_TASK,
+        "max_loss_ratio": 10.0,
+        "lr0": 0.0,                 # η_0 of the hypergradient methods: Section 5's
+        "val_batch_size": 100,      # E on a validation minibatch, one drawn per step [choice]
+        # three values for every tuned method: η of the fixed and cosine baselines, β of
+        # the hypergradient ones (Section 5's best β at η_0 = 0 and its two neighbours)
+        "grids": {"fixed": [0.03, 0.1, 0.3], "cosine": [0.03, 0.1, 0.3],
+                  "hd": [3e-3, 1e-2, 3e-2], "rtho": [1e-5, 3e-5, 1e-4],
+                  "marthe-mu0.9": [1e-4, 3e-4, 1e-3], "marthe-auto-mu": [1e-4, 3e-4, 1e-3]},
+        # the learning-rate-free optimizers at their authors' defaults (the constructors'
+        # defaults, written out so that a unit records them)
+        "defaults": {
+            "prodigy": {"lr": 1.0, "betas": [0.9, 0.999], "weight_decay": 0.0, "d0": 1e-6,
+                        "d_coef": 1.0},
+            "sf-sgd": {"lr": 1.0, "momentum": 0.9, "weight_decay": 0.0, "warmup_steps": 0},
+            "sf-adamw": {"lr": 0.0025, "betas": [0.9, 0.999], "weight_decay": 0.0,
+                         "warmup_steps": 0},
+            "dadapt-sgd": {"lr": 1.0, "momentum": 0.0, "weight_decay": 0.0, "d0": 1e-6},
+            "dog": {"lr": 1.0, "reps_rel": 1e-6, "weight_decay": 0.0, "averager_gamma": 8.0},
+        },
+        "select_seeds": [100, 101, 102],   # values chosen here ...
+        "seeds": list(range(10)),          # ... and compared here                  [choice]
+    }
+    if scale == "paper":
+        return paper
+    quick = copy.deepcopy(paper)
+    quick.update(scale="quick", sizes=[784, 100, 100, 10], T=100,
+                 select_seeds=[100, 101], seeds=list(range(5)))
+    # a horizon of 100 steps wants larger β than Section 5's 500: the β grids move up by a
+    # decade (still three values, half a decade apart)                            [choice]
+    quick["grids"].update(hd=[1e-2, 3e-2, 1e-1], rtho=[1e-4, 3e-4, 1e-3],
+                          **{"marthe-mu0.9": [1e-3, 3e-3, 1e-2],
+                             "marthe-auto-mu": [1e-3, 3e-3, 1e-2]})
+    if scale == "quick":
+        return quick
+    tiny = copy.deepcopy(quick)
+    tiny.update(scale="tiny", n_train=400, n_val=100, sizes=[784, 16, 10], batch_size=50, T=6,
+                val_batch_size=50, select_seeds=[100], seeds=[0, 1])
+    tiny["grids"] = {m: v[1:] for m, v in tiny["grids"].items()}
+    return tiny
+
+
 def settings(experiment: str, scale: str = "quick") -> dict:
     """The settings of ``experiment`` at ``scale`` (a fresh dict: change it freely).
 
@@ -285,7 +334,8 @@ def settings(experiment: str, scale: str = "quick") -> dict:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     makers = {"mnist-schedules": _mnist_schedules_settings,
               "mnist-protocol": _mnist_protocol_settings, "real-world": _real_world_settings,
-              "sensitivity": _sensitivity_settings, "per-layer": _per_layer_settings}
+              "sensitivity": _sensitivity_settings, "per-layer": _per_layer_settings,
+              "lr-free": _lr_free_settings}
     if experiment not in makers:
         raise ValueError(f"experiment must be one of {EXPERIMENTS}, got {experiment!r}")
     return makers[experiment](scale)

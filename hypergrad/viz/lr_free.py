@@ -1,0 +1,171 @@
+"""Hypergradient learning rates against the learning-rate-free optimizers, drawn and said:
+the effective step size of every method over training, the accuracy of each over seeds, and
+the summary table (accuracy with its 95 % interval, divergences, cost of a step)."""
+
+from __future__ import annotations
+
+import math
+from importlib import metadata
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from hypergrad.experiments.lr_free import LR_FREE, METHODS, PACKAGES, TUNED
+from hypergrad.experiments.settings import label
+from hypergrad.viz.figures import _arr, _legend_below, new_figure
+from hypergrad.viz.style import color
+
+__all__ = ["WIDTH", "step_size_figure", "accuracy_figure", "summary_markdown",
+           "defaults_markdown", "chosen_text", "diverged_text", "errors_text", "versions"]
+
+#: the width of this chapter's figures, in inches (a text column)
+WIDTH = 7.0
+_FS = 10   # every text of the figures, in points (≥ 10 px at 150 dpi)
+
+_COLOURS = {"cosine": "tab:purple", "marthe-mu0.9": "tab:green", "prodigy": "tab:olive",
+            "sf-sgd": "tab:cyan", "sf-adamw": "teal", "dadapt-sgd": "darkgoldenrod",
+            "dog": "slateblue"}
+
+
+def _colour(m: str) -> str:
+    return _COLOURS.get(m, color(m))
+
+
+def _positive(x: np.ndarray) -> np.ndarray:
+    """``x`` with the values a log axis cannot show (≤ 0, non-finite) as NaN."""
+    x = x.copy()
+    x[~(x > 0)] = np.nan
+    return x
+
+
+def step_size_figure(res: dict) -> Figure:
+    """The effective step size over training on a log axis, each method's mean over the
+    reported runs that did not diverge (thick) and every such run (thin): (a) the tuned
+    baselines and the hypergradient methods, (b) the learning-rate-free optimizers."""
+    fig = new_figure(width=WIDTH, height=3.6)
+    axes = fig.subplots(1, 2, sharey=True)
+    panels = ([m for m in TUNED if m in res["report"]],
+              [m for m in LR_FREE if m in res["report"]])
+    for ax, methods in zip(axes, panels, strict=True):
+        for m in methods:
+            ok = [_arr(r["lr"]) for r in res["report"][m] if not r["diverged"]]
+            for tr in ok:
+                ax.plot(_positive(tr), color=_colour(m), lw=0.5, alpha=0.35)
+            if ok:
+                n = min(len(tr) for tr in ok)
+                mean = np.mean(np.stack([tr[:n] for tr in ok]), axis=0)
+                ax.plot(_positive(mean), color=_colour(m), lw=1.8, label=label(m))
+        ax.set_yscale("log")
+        ax.set_xlabel("step $t$", fontsize=_FS)
+        ax.tick_params(labelsize=_FS)
+    axes[0].set_ylabel("effective step size", fontsize=_FS)
+    axes[0].set_title("(a) tuned and hypergradient", fontsize=_FS)
+    axes[1].set_title("(b) learning-rate-free", fontsize=_FS)
+    _legend_below(fig, list(axes), ncol=3)
+    return fig
+
+
+def accuracy_figure(res: dict, key: str = "val_acc") -> Figure:
+    """Each method's accuracy (``key``) on every reported seed (dots; a cross at 0 where runs
+    diverged), and the mean with its 95 % interval over seeds (bar), a diverged run counting
+    as 0; methods top to bottom."""
+    methods = [m for m in METHODS if m in res["report"]]
+    fig = new_figure(width=WIDTH, height=0.32 * len(methods) + 1.2)
+    ax = fig.subplots()
+    for i, m in enumerate(methods):
+        y = len(methods) - 1 - i
+        ok = [r[key] for r in res["report"][m] if r[key] is not None]
+        bad = sum(r[key] is None for r in res["report"][m])
+        ax.scatter(ok, np.full(len(ok), y), color=_colour(m), s=16, zorder=2)
+        if bad:
+            ax.scatter([0.0], [y], color=_colour(m), marker="x", s=40, zorder=2)
+        c = res["summary"][m][key]
+        if math.isfinite(c["lo"]):
+            ax.plot([c["lo"], c["hi"]], [y, y], color="black", lw=1.2, zorder=1)
+        ax.plot([c["mean"]] * 2, [y - 0.3, y + 0.3], color="black", lw=2, zorder=3)
+    ax.set_yticks(range(len(methods)), [label(m) for m in reversed(methods)], fontsize=_FS)
+    ax.set_xlabel("validation accuracy" if key == "val_acc" else "test accuracy",
+                  fontsize=_FS)
+    ax.tick_params(labelsize=_FS)
+    ax.grid(axis="x", color="0.9")
+    return fig
+
+
+def _interval(c: dict) -> str:
+    if not math.isfinite(c["lo"]):
+        return f"{100 * c['mean']:.1f}"
+    return f"{100 * c['mean']:.1f} [{100 * c['lo']:.1f}, {100 * c['hi']:.1f}]"
+
+
+def _value(res: dict, m: str) -> str:
+    if m not in res["chosen"]:
+        return "defaults"
+    grid = res["settings"]["grids"][m]
+    name = "η" if m in ("fixed", "cosine") else "β"
+    edge = " (grid edge)" if res["chosen"][m] in (min(grid), max(grid)) else ""
+    return f"{name} = {res['chosen'][m]:g}{edge}"
+
+
+def summary_markdown(res: dict) -> str:
+    """One row per method: the value it ran with, whether it reads the validation set, its
+    validation and test accuracy in % (mean [95 % interval] over the reported seeds), its
+    divergences and the cost of a step relative to plain SGD; a package that failed to
+    import gets its error instead."""
+    n = len(res["settings"]["seeds"])
+    rows = ["| method | value | uses validation | validation accuracy | test accuracy "
+            "| diverged | cost per step |", "|---|---|---|---|---|---|---|"]
+    for m in METHODS:
+        if m in res.get("errors", {}):
+            rows.append(f"| {label(m)} | — | — | not run: `{res['errors'][m]}` | — | — | — |")
+            continue
+        sm = res["summary"][m]
+        rows.append(f"| {label(m)} | {_value(res, m)} | "
+                    f"{'yes' if sm['uses_validation'] else 'no'} | "
+                    f"{_interval(sm['val_acc'])} | {_interval(sm['test_acc'])} | "
+                    f"{sm['diverged']} of {n} | {sm['cost']:.1f} × |")
+    return "\n".join(rows)
+
+
+def versions() -> dict[str, str]:
+    """The installed version of each learning-rate-free package (or why there is none)."""
+    out = {}
+    for dist, _ in PACKAGES.values():
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def defaults_markdown(s: dict) -> str:
+    """The learning-rate-free optimizers' settings (their authors' defaults), as a table."""
+    ver = versions()
+    rows = ["| method | package | settings |", "|---|---|---|"]
+    for m in LR_FREE:
+        dist = PACKAGES[m][0]
+        kw = ", ".join(f"{k} = {v:g}" if isinstance(v, float | int) else f"{k} = {tuple(v)}"
+                       for k, v in s["defaults"][m].items())
+        rows.append(f"| {label(m)} | `{dist}` {ver[dist]} | {kw} |")
+    return "\n".join(rows)
+
+
+def chosen_text(res: dict) -> str:
+    """Which value each tuned method was run with, chosen on the selection seeds."""
+    return "; ".join(f"{label(m)}: {_value(res, m)}" for m in TUNED if m in res["chosen"])
+
+
+def diverged_text(res: dict) -> str:
+    """On how many reported seeds each method diverged, in words (only those that did)."""
+    n = len(res["settings"]["seeds"])
+    parts = [f"{label(m)} on {len(sd)} of {n}" for m, sd in res["diverged"].items() if sd]
+    return "; ".join(parts) if parts else "none"
+
+
+def errors_text(res: dict) -> str:
+    """The packages that failed to import, in words."""
+    errs = res.get("errors", {})
+    if not errs:
+        return "Every package imported and ran."
+    return "Not run: " + "; ".join(f"{label(m)} ({e})" for m, e in errs.items()) + "."
+
+
