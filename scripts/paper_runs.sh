@@ -22,3 +22,5 @@ for experiment in sensitivity mnist-schedules mnist-protocol; do
 done
 python -m hypergrad.experiments per-layer --scale paper --out "$out"
 rm -f "$out/per-layer/paper/results.json"
+python -m hypergrad.experiments lr-free --scale paper --out "$out"
+rm -f "$out/lr-free/paper/results.json"
