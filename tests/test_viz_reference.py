@@ -2,6 +2,8 @@
 
 import math
 
+import pytest
+
 from hypergrad.experiments.protocol import lrs_convergence, lrs_versus
 from hypergrad.viz.reference import cap_text, reference_figure, reference_text, versus_text
 
@@ -54,6 +56,16 @@ def test_versus_text_says_the_iteration_ratio_or_that_adam_never_gets_there():
                                                                         [0, 10, 20]}))
     assert text.endswith("Adam never reaches PGD's final value.")
     assert versus_text(None) == ""
+    # a run stopped before its averaging began (no averaged snapshot): the last iterates
+    stopped = _held([[0.5] * 3, [0.6] * 3, [0.6, None, 0.6]], [None, None, None])
+    vs = lrs_versus(stopped, _held([[0.5] * 3, [0.45] * 3, [0.4] * 3],
+                                   [None, [0.45] * 3, [0.35] * 3]))
+    assert vs["key"] == "lrs" and vs["adam_final"] == pytest.approx(0.6)
+    assert vs["pgd_final"] == pytest.approx(0.4)
+    assert "the last iterates of projected Adam" in versus_text(vs)
+    assert "never reaches" in versus_text(vs)
+    none = {**vs, "adam_final": None}
+    assert versus_text(none).endswith("have no objective to compare.")
 
 
 def test_the_figure_draws_the_trace_the_held_out_means_and_the_schedules():

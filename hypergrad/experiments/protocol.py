@@ -462,7 +462,9 @@ def lrs_versus(adam: dict, pgd: dict, key: str = "averaged") -> dict:
     """Projected Adam against the paper's projected gradient descent on one seed, from their
     held-out traces on the same draws (``lrs-heldout`` units of the same seed).
 
-    ``key``: ``"averaged"`` (the averaged schedules) or ``"lrs"`` (the last iterates).
+    ``key``: ``"averaged"`` (the averaged schedules) or ``"lrs"`` (the last iterates); the
+    averaged schedules fall back to the last iterates when either run has none (a run that
+    stopped before its averaging began). The result's ``key`` says which was compared.
     ``final``: :func:`~hypergrad.experiments.stats.paired` of ``f_T(PGD) − f_T(Adam)`` over the
     draws at each run's last snapshot (> 0: Adam's schedule is better). ``adam_reaches_pgd``:
     the first snapshot at which Adam's mean ``f_T`` is at most PGD's final mean (``None``:
@@ -475,6 +477,8 @@ def lrs_versus(adam: dict, pgd: dict, key: str = "averaged") -> dict:
 
     if adam["draws"] != pgd["draws"]:
         raise ValueError(f"the traces have {adam['draws']} and {pgd['draws']} draws: not paired")
+    if key == "averaged" and not (means(adam) and means(pgd)):
+        key = "lrs"      # a run stopped before its averaging began: compare the last iterates
     a_last, p_last = adam[key][-1], pgd[key][-1]
     final = None
     if a_last is not None and p_last is not None:

@@ -129,6 +129,9 @@ def versus_text(vs: dict | None) -> str:
     if vs is None:
         return ""
     which = "averaged schedules" if vs["key"] == "averaged" else "last iterates"
+    if vs["adam_final"] is None or vs["pgd_final"] is None:
+        return (f"On the same held-out draws, the {which} of projected Adam or of plain "
+                f"projected gradient descent have no objective to compare.")
     text = (f"On the same held-out draws, the {which} of projected Adam after "
             f"{vs['adam_iterations']} iterations and of plain projected gradient descent after "
             f"{vs['pgd_iterations']} reach an objective of {vs['adam_final']:.4f} and "
