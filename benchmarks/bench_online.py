@@ -62,6 +62,23 @@ def double_backward_marthe(loss, objective, mu: float, beta: float):
     return step
 
 
+def double_backward_runner(loss, objective, params, warm, run, mu: float = 0.9,
+                           beta: float = 1e-4):
+    """A function that runs :func:`double_backward_marthe` over ``run`` from the state it
+    reaches after ``warm`` (η_0 = 0.05, Z_0 = 0): the reference step of the benchmarks."""
+    db = double_backward_marthe(loss, objective, mu=mu, beta=beta)
+    Z = {k: torch.zeros_like(v) for k, v in params.items()}
+    w, eta = params, 0.05
+    for b in warm:
+        w, Z, eta = db(w, Z, eta, b)
+
+    def go():
+        w_, Z_, e_ = w, Z, eta
+        for b in run:
+            w_, Z_, e_ = db(w_, Z_, e_, b)
+    return go
+
+
 def main():
     args = parse(__doc__.splitlines()[0], steps=10, out="")
     dev, K = args.device, args.steps
@@ -84,16 +101,7 @@ def main():
         for b in run:
             state = dyn.step(state, 0.05, b)
 
-    db = double_backward_marthe(loss, objective, mu=0.9, beta=1e-4)
-    Zw = {k: torch.zeros_like(v) for k, v in params.items()}
-    w, eta = params, 0.05
-    for b in warm:
-        w, Zw, eta = db(w, Zw, eta, b)
-
-    def double_backward():
-        w_, Z_, e_ = w, Zw, eta
-        for b in run:
-            w_, Z_, e_ = db(w_, Z_, e_, b)
+    double_backward = double_backward_runner(loss, objective, params, warm, run)
 
     fns = {"torch.optim.SGD": sgd_torch, "hg.sgd": sgd_hg, "double-backward MARTHE mu=0.9": double_backward}
     variants = {"MARTHE mu=0.9": (dyn, dict(mu=0.9)),

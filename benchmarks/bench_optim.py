@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import hypergrad as hg
-from benchmarks.bench_online import double_backward_marthe
+from benchmarks.bench_online import double_backward_runner
 from benchmarks.common import SIZES, header, mnist_mlp_problem, parse
 from hypergrad import optim
 from hypergrad.profiling import time_interleaved
@@ -63,16 +63,7 @@ def main():
             o, _ = tuner.step(o, b, objective)
     fns["hg.Marthe (functional)"] = functional
 
-    db = double_backward_marthe(loss, objective, mu=0.9, beta=1e-4)
-    Z0, w0, eta0 = {k: torch.zeros_like(v) for k, v in params.items()}, params, 0.05
-    for b in warm:
-        w0, Z0, eta0 = db(w0, Z0, eta0, b)
-
-    def double_backward():
-        w_, Z_, e_ = w0, Z0, eta0
-        for b in run:
-            w_, Z_, e_ = db(w_, Z_, e_, b)
-    fns["double-backward MARTHE"] = double_backward
+    fns["double-backward MARTHE"] = double_backward_runner(loss, objective, params, warm, run)
 
     n_groups = {}
     for G in (1, 2, 4):
