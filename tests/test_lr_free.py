@@ -130,3 +130,19 @@ def test_the_chapter_helpers(tiny):
         assert fig.get_figwidth() <= 7.0
         texts = [t for ax in fig.axes for t in (*ax.get_xticklabels(), *ax.get_yticklabels())]
         assert all(t.get_fontsize() >= 9 for t in texts)
+
+
+@needs_mnist
+def test_the_committed_paper_scale_units_are_complete_and_current():
+    """Chapter 12 reads these read-only: a unit of other settings would show a placeholder.
+    Every tuned method runs its grid on the selection seeds and its chosen value on the
+    reported ones; every learning-rate-free method runs its defaults on the reported seeds."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "results" / "lr-free" / "paper"
+    s = ex.settings("lr-free", "paper")
+    res = ex.run_lr_free(s, out_dir=folder, progress=False, readonly=True)
+    assert res["units"]["computed"] == 0
+    assert not any(res["errors"].values())     # every package imported
+    assert set(res["report"]) == set(lr_free.METHODS)
+    assert all(len(runs) == len(s["seeds"]) for runs in res["report"].values())
