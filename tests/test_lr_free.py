@@ -146,3 +146,17 @@ def test_the_committed_paper_scale_units_are_complete_and_current():
     assert not any(res["errors"].values())     # every package imported
     assert set(res["report"]) == set(lr_free.METHODS)
     assert all(len(runs) == len(s["seeds"]) for runs in res["report"].values())
+
+
+def test_the_table_takes_its_cost_from_the_interleaved_benchmark(tiny):
+    from hypergrad.viz import lr_free as lv
+
+    _, res, _ = tiny
+    cost = {m: 2.0 for m in lr_free.METHODS if m != "dog"}   # DoG: not timed
+    rows = lv.summary_markdown(res, cost).splitlines()[2:]
+    assert len(rows) == len(lr_free.METHODS)
+    dog = [r for r in rows if r.startswith("| DoG")]
+    assert len(dog) == 1 and dog[0].endswith("| — |")
+    assert all(r.endswith("| 2.0 × |") for r in rows if r not in dog)
+    # without the benchmark, the runs' own step times
+    assert lv.summary_markdown(res) != lv.summary_markdown(res, cost)

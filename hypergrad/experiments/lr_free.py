@@ -33,7 +33,7 @@ from hypergrad.experiments.per_layer import _module
 from hypergrad.experiments.stats import paired
 from hypergrad.experiments.store import UnitStore, _seed_key, float32_trace
 
-__all__ = ["TUNED", "LR_FREE", "METHODS", "HYPER", "PACKAGES", "uses_validation",
+__all__ = ["one_step", "TUNED", "LR_FREE", "METHODS", "HYPER", "PACKAGES", "uses_validation",
            "make_optimizer", "train_run", "run_lr_free", "package_errors"]
 
 #: the tuned methods, the baselines (η) and the hypergradient methods (β)
@@ -120,6 +120,26 @@ def _effective(method: str, group: dict, before: dict) -> float:
     return float(group["lr"])        # η_t of the hypergradient methods
 
 
+def one_step(method: str, opt: torch.optim.Optimizer, net: torch.nn.Module, x: torch.Tensor,
+             y: torch.Tensor, t: int = 0, sched=None, averager=None) -> torch.Tensor:
+    """One training step of ``method`` on the minibatch ``(x, y)`` (the hypergradient methods
+    call their ``val_closure`` themselves); the training loss, detached. Raises
+    :class:`~hypergrad.dynamics.DivergenceError` naming ``t`` on a non-finite loss."""
+    if method in HYPER:
+        return opt.step(lambda: F.cross_entropy(net(x), y))
+    opt.zero_grad()
+    loss = F.cross_entropy(net(x), y)
+    if not math.isfinite(loss.item()):
+        raise DivergenceError(t, "the training loss")
+    loss.backward()
+    opt.step()
+    if sched is not None:
+        sched.step()
+    if averager is not None:
+        averager.step()
+    return loss.detach()
+
+
 def train_run(task: MnistTask, method: str, value: float | None, seed: int,
               trace: dict | None = None) -> dict:
     """One run of ``method`` on ``seed``: final validation loss and accuracy, test accuracy,
@@ -160,21 +180,8 @@ def train_run(task: MnistTask, method: str, value: float | None, seed: int,
         group = opt.param_groups[0]
         before = {k: group[k] for k in ("d", "lr") if k in group}
         try:
-            if method in HYPER:
-                vb["i"] = t
-                loss = opt.step(lambda x=x, y=y: F.cross_entropy(net(x), y))
-            else:
-                opt.zero_grad()
-                loss = F.cross_entropy(net(x), y)
-                if not math.isfinite(loss.item()):
-                    raise DivergenceError(t, "the training loss")
-                loss.backward()
-                opt.step()
-                loss = loss.detach()
-                if sched is not None:
-                    sched.step()
-                if averager is not None:
-                    averager.step()
+            vb["i"] = t
+            loss = one_step(method, opt, net, x, y, t, sched, averager)
         except DivergenceError as e:
             diverged_at = e.step
             break

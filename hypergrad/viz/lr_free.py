@@ -106,11 +106,19 @@ def _value(res: dict, m: str) -> str:
     return f"{name} = {res['chosen'][m]:g}{edge}"
 
 
-def summary_markdown(res: dict) -> str:
+def _cost(m: str, sm: dict, cost: dict | None) -> str:
+    if cost is None:
+        return f"{sm['cost']:.1f} ×"
+    return f"{cost[m]:.1f} ×" if m in cost else "—"
+
+
+def summary_markdown(res: dict, cost: dict | None = None) -> str:
     """One row per method: the value it ran with, whether it reads the validation set, its
     validation and test accuracy in % (mean [95 % interval] over the reported seeds), its
-    divergences and the cost of a step relative to plain SGD; a package that failed to
-    import gets its error instead."""
+    divergences and the cost of a step relative to plain SGD — from ``cost`` where given (the
+    interleaved benchmark's ``ratio_to_sgd``, ``benchmarks/bench_lr_free.py``; "—" for a
+    method it has no ratio for), else the runs' own mean step times; a package that failed
+    to import gets its error instead."""
     n = len(res["settings"]["seeds"])
     rows = ["| method | value | uses validation | validation accuracy | test accuracy "
             "| diverged | cost per step |", "|---|---|---|---|---|---|---|"]
@@ -122,7 +130,7 @@ def summary_markdown(res: dict) -> str:
         rows.append(f"| {label(m)} | {_value(res, m)} | "
                     f"{'yes' if sm['uses_validation'] else 'no'} | "
                     f"{_interval(sm['val_acc'])} | {_interval(sm['test_acc'])} | "
-                    f"{sm['diverged']} of {n} | {sm['cost']:.1f} × |")
+                    f"{sm['diverged']} of {n} | {_cost(m, sm, cost)} |")
     return "\n".join(rows)
 
 
