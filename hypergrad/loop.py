@@ -129,7 +129,7 @@ def run_online(tuner: Marthe | FixedSchedule, params: Params | State, batches: S
     :meth:`~hypergrad.online.Marthe.step` does. The :class:`History` is read from the device once.
 
     Exactly: with ``check_every=k`` and ``n`` batches, the verdict is read (one device read,
-    :func:`_read_verdict`) after the ``k``-th, ``2k``-th, … step of this call, and after the
+    ``_read_verdict``) after the ``k``-th, ``2k``-th, … step of this call, and after the
     ``n``-th when that is not one of them: ``⌈n/k⌉`` reads (``None``: one read, after the
     ``n``-th step; no batches: none). Steps are counted from 1 within this call, whatever
     ``ostate.t`` it starts from. A run whose step ``t = s`` fails (the ``i``-th step of this

@@ -13,7 +13,7 @@ A verdict against the constant η that rests on the choice is the same both ways
 and ``flipped`` agree.
 
 :func:`other_way` does the same for the claim records themselves
-(:func:`~hypergrad.experiments.claims.section5_records`): each reading that rests on ``lr0`` or
+(``hypergrad.experiments.claims.section5_records``): each reading that rests on ``lr0`` or
 ``full-val`` and can be read from the flipped runs is read twice on the seeds those runs cover,
 once from the book's runs and once from the flipped ones, with the same code. Nothing here
 trains: the rows are read from stored runs.
@@ -148,7 +148,7 @@ ACCURACY = {"auto-mu-helps": ("marthe-auto-mu", "fixed-mu"),
 
 
 def other_way(sec5: dict, protocol: dict | None, metric: str = "val_acc") -> dict:
-    """``{record key: [row]}``: the readings of :data:`ACCURACY` and :data:`SHAPES` with the
+    """``{record key: [row]}``: the readings of ``ACCURACY`` and ``SHAPES`` with the
     book's ``lr0`` or ``full-val`` flipped. A row is ``{"choice", "seeds", "value", "verdict",
     "book_value", "book_verdict", "stats", "book_stats"}``: the reading from the flipped runs
     and from the book's, both on the seeds where every flipped method has every run (two at

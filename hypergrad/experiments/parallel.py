@@ -217,7 +217,7 @@ def run_in_workers(experiment: str, s: dict, out_dir, device="cpu", workers: int
     the jobs are handed out one at a time, in the plan's order.
     Interrupting loses only the units in progress (an LRS-OPT unit keeps its iterations):
     ``SIGTERM`` or ``SIGINT`` to this process raises :class:`Stopped` here once every worker
-    has stopped (each abandons its unit, writing nothing half; see :func:`_stop_workers`), and
+    has stopped (each abandons its unit, writing nothing half; see ``_stop_workers``), and
     the next call computes only the units not stored. Temporary files that a killed writer
     left in ``units/`` are removed first (:func:`~hypergrad.experiments.store.remove_stale_temporary_files`).
     Returns ``{"units", "workers", "threads", "population", "wall_time_s"}``; raises

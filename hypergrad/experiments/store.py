@@ -268,7 +268,7 @@ class UnitStore:
     def lookup(self, name: str, unit_settings: dict):
         """The stored result, or ``None`` (a file with other settings is moved aside; then a
         legacy ``.json`` beside it, if any, is the unit's file and is tried in turn).
-        ``unit_settings`` are compared as stored (:func:`_jsonable`: tuples as lists), in
+        ``unit_settings`` are compared as stored (``_jsonable``: tuples as lists), in
         memory as in the file: a unit of this session with other settings is not returned."""
         unit_settings = _jsonable(unit_settings)
         if name in self.memory and self.memory[name][0] == unit_settings:
