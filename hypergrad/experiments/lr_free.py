@@ -9,13 +9,18 @@ their authors' defaults: Prodigy (``prodigyopt``), Schedule-Free SGD and AdamW
 (``dadaptation.DAdaptSGD``) and DoG (``dog``, evaluated on its polynomial-decay weight
 average). Two tuned baselines complete them: a fixed η and a cosine schedule.
 
-Every method starts from the same weights and sees the same minibatches on a seed. The tuned
+Two tasks: Section 5's multilayer perceptron with plain SGD (experiment ``lr-free``) and a
+small convolutional network with heavy-ball momentum 0.9 (experiment ``lr-free-cnn``: the
+tuned baselines and the hypergradient methods step with momentum; the learning-rate-free
+optimizers keep their own defaults). Every method starts from the same weights and sees the
+same minibatches on a seed. The tuned
 methods (η of the fixed and cosine baselines, β of the hypergradient ones) get grids of the
 same size; each value is chosen on the selection seeds by mean validation accuracy, and every
 method is reported on the other seeds. The learning-rate-free methods are not tuned. Each run
 records the effective step size of every step, read from the optimizer (``param_groups`` and
-its state), and the wall time of a step. Each run is one unit (resumable, committed like
-Part II's).
+its state), the validation and test accuracy every ``checkpoint_every`` steps (so that
+methods can be compared at equal wall-clock time, :func:`equal_time`), and the wall time of
+a step (the evaluations excluded). Each run is one unit (resumable, committed like Part II's).
 """
 
 from __future__ import annotations
@@ -28,12 +33,10 @@ import torch
 import torch.nn.functional as F
 
 from hypergrad.dynamics import DivergenceError
-from hypergrad.experiments.mnist_schedules import MnistTask
-from hypergrad.experiments.per_layer import _module
 from hypergrad.experiments.stats import paired
 from hypergrad.experiments.store import UnitStore, _seed_key, float32_trace
 
-__all__ = ["one_step", "TUNED", "LR_FREE", "METHODS", "HYPER", "PACKAGES", "uses_validation",
+__all__ = ["LrFreeTask", "one_step", "count_passes", "equal_time", "TUNED", "LR_FREE", "METHODS", "HYPER", "PACKAGES", "uses_validation",
            "make_optimizer", "train_run", "run_lr_free", "package_errors"]
 
 #: the tuned methods, the baselines (η) and the hypergradient methods (β)
@@ -70,22 +73,78 @@ def package_errors() -> dict[str, str | None]:
     return out
 
 
+class LrFreeTask:
+    """The task of settings ``s``: the MNIST split (:func:`hypergrad.data.mnist_split`), the
+    network of a seed (:meth:`module`: the MLP of ``s["sizes"]``, or with ``s["model"] ==
+    "cnn"`` a :class:`~hypergrad.models.SmallCNN` of ``s["width"]`` channels without
+    BatchNorm), the ``T`` training minibatches of a seed and its ``T`` validation minibatches
+    (another stream), and the evaluation of a network."""
+
+    def __init__(self, s: dict, device="cpu"):
+        from hypergrad.data import mnist_split
+
+        self.s, self.device = s, torch.device(device)
+        self.data = mnist_split(s["n_train"], s["n_val"], seed=s["data_seed"], device=self.device)
+
+    def module(self, seed: int) -> torch.nn.Module:
+        """A fresh network holding the seed's initial weights ``w_0`` (the same for every
+        method; for the MLP, the weights Part II's runs of that seed start from)."""
+        from hypergrad.models import MLP, SmallCNN
+
+        torch.manual_seed(seed)
+        if self.s.get("model", "mlp") == "cnn":
+            return SmallCNN(width=self.s["width"], batchnorm=False).to(self.device)
+        return MLP(tuple(self.s["sizes"])).to(self.device)
+
+    def batches(self, seed: int) -> list:
+        """The ``T`` training minibatches of ``seed``."""
+        from hypergrad.data import sample_batches
+
+        return sample_batches(self.data["train"], self.s["batch_size"], self.s["T"],
+                              seed=_seed_key(seed, 0))
+
+    def val_batches(self, seed: int) -> list:
+        """The ``T`` validation minibatches of ``seed`` (``E`` of step ``t`` is the loss on
+        the ``t``-th)."""
+        from hypergrad.data import sample_batches
+
+        return sample_batches(self.data["val"], self.s["val_batch_size"], self.s["T"],
+                              seed=_seed_key(seed, _VAL_SALT))
+
+    @torch.no_grad()
+    def evaluate(self, net: torch.nn.Module, test_limit: int | None = None) -> dict:
+        """The validation loss and accuracy on the whole validation set, and the test accuracy
+        (on the first ``test_limit`` test images, or all)."""
+        xv, yv = self.data["val"]
+        logits = net(xv)
+        xt, yt = self.data["test"]
+        xt, yt = (xt, yt) if test_limit is None else (xt[:test_limit], yt[:test_limit])
+        right = sum(int((net(xt[i:i + 1000]).argmax(1) == yt[i:i + 1000]).sum())
+                    for i in range(0, len(xt), 1000))
+        return {"val_loss": float(F.cross_entropy(logits, yv)),
+                "val_acc": float((logits.argmax(1) == yv).float().mean()),
+                "test_acc": right / len(xt)}
+
+
 def make_optimizer(method: str, net: torch.nn.Module, value: float | None, s: dict,
                    val_closure=None) -> torch.optim.Optimizer:
     """The optimizer of ``method`` over ``net``'s parameters: ``value`` is η (``"fixed"``,
-    ``"cosine"``) or β (the hypergradient methods); the learning-rate-free ones take the
-    keyword arguments of ``s["defaults"][method]`` (their authors' defaults)."""
+    ``"cosine"``) or β (the hypergradient methods), both stepping with heavy-ball momentum
+    ``s["momentum"]`` (0 if absent); the learning-rate-free ones take the keyword arguments
+    of ``s["defaults"][method]`` (their authors' defaults)."""
     from hypergrad import optim
 
     params = net.parameters()
     kw = dict(s["defaults"].get(method, {}))
+    momentum = s.get("momentum", 0.0)
     if method in ("fixed", "cosine"):
-        return torch.optim.SGD(params, lr=value)
+        return torch.optim.SGD(params, lr=value, momentum=momentum)
     if method in HYPER:
         cls = {"hd": optim.HD, "rtho": optim.RTHO}.get(method, optim.Marthe)
         mu = {"marthe-mu0.9": 0.9, "marthe-auto-mu": "auto"}.get(method)
         extra = {} if mu is None else {"mu": mu}
-        return cls(params, "sgd", lr=s["lr0"], beta=value, val_closure=val_closure, **extra)
+        return cls(params, "sgd", lr=s["lr0"], momentum=momentum, beta=value,
+                   val_closure=val_closure, **extra)
     if method == "prodigy":
         from prodigyopt import Prodigy
         return Prodigy(params, **kw)
@@ -140,22 +199,12 @@ def one_step(method: str, opt: torch.optim.Optimizer, net: torch.nn.Module, x: t
     return loss.detach()
 
 
-def train_run(task: MnistTask, method: str, value: float | None, seed: int,
-              trace: dict | None = None) -> dict:
-    """One run of ``method`` on ``seed``: final validation loss and accuracy, test accuracy,
-    the first training loss, the effective step size of every step (float32), the seconds a
-    step took, and whether (and when) it diverged (a non-finite number, or a training loss
-    above ``max_loss_ratio`` times the first). ``trace`` (a dict), if given, receives the
-    optimizer (``trace["optimizer"]``)."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+def _setup(task: LrFreeTask, method: str, value: float | None, seed: int):
+    """The network, optimizer, cosine schedule and DoG averager of a run, and the holder
+    of the validation minibatch index its ``val_closure`` reads."""
     s = task.s
-    net = _module(task, seed)
-    from hypergrad.data import sample_batches
-
-    batches = task.batches(seed)
-    val = sample_batches(task.data["val"], s["val_batch_size"], s["T"],
-                         seed=_seed_key(seed, _VAL_SALT))
+    net = task.module(seed)
+    val = task.val_batches(seed)
     vb = {"i": 0}
 
     def val_closure():
@@ -163,8 +212,6 @@ def train_run(task: MnistTask, method: str, value: float | None, seed: int,
         return F.cross_entropy(net(xv), yv)
 
     opt = make_optimizer(method, net, value, s, val_closure)
-    if trace is not None:
-        trace["optimizer"] = opt
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s["T"])
              if method == "cosine" else None)
     averager = None
@@ -173,12 +220,45 @@ def train_run(task: MnistTask, method: str, value: float | None, seed: int,
         averager = PolynomialDecayAverager(net, gamma=s["defaults"]["dog"]["averager_gamma"])
     if method in ("sf-sgd", "sf-adamw"):
         opt.train()
+    return net, opt, sched, averager, vb
+
+
+def _evaluated(task: LrFreeTask, method: str, net, opt, averager, test_limit=None) -> dict:
+    """``task.evaluate`` at the point each method is evaluated at: Schedule-Free's average
+    (``opt.eval()``, switched back after), DoG's polynomial-decay average, else the weights."""
+    if method in ("sf-sgd", "sf-adamw"):
+        opt.eval()
+    try:
+        return task.evaluate(averager.averaged_model if averager is not None else net,
+                             test_limit)
+    finally:
+        if method in ("sf-sgd", "sf-adamw"):
+            opt.train()
+
+
+def train_run(task: LrFreeTask, method: str, value: float | None, seed: int,
+              trace: dict | None = None) -> dict:
+    """One run of ``method`` on ``seed``: final validation loss and accuracy, test accuracy,
+    the first training loss, the effective step size of every step (float32), the seconds a
+    step took (evaluations excluded), whether (and when) it diverged (a non-finite number, or
+    a training loss above ``max_loss_ratio`` times the first), and ``curve``: the validation
+    accuracy and the accuracy on the first ``checkpoint_test`` test images after every
+    ``checkpoint_every`` steps (and after the last). ``trace`` (a dict), if given, receives
+    the optimizer (``trace["optimizer"]``)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    s = task.s
+    net, opt, sched, averager, vb = _setup(task, method, value, seed)
+    if trace is not None:
+        trace["optimizer"] = opt
+    every = s["checkpoint_every"]
+    curve = {"step": [], "val_acc": [], "test_acc": []}
     lrs: list[float] = []
-    first, diverged_at = None, None
-    start = time.perf_counter()
-    for t, (x, y) in enumerate(batches):
+    first, diverged_at, wall = None, None, 0.0
+    for t, (x, y) in enumerate(task.batches(seed)):
         group = opt.param_groups[0]
         before = {k: group[k] for k in ("d", "lr") if k in group}
+        start = time.perf_counter()
         try:
             vb["i"] = t
             loss = one_step(method, opt, net, x, y, t, sched, averager)
@@ -187,27 +267,121 @@ def train_run(task: MnistTask, method: str, value: float | None, seed: int,
             break
         lrs.append(_effective(method, group, before))
         first = float(loss) if first is None else first
+        wall += time.perf_counter() - start
         if not math.isfinite(lrs[-1]) or float(loss) > s["max_loss_ratio"] * first:
             diverged_at = t
             break
-    wall = time.perf_counter() - start
-    if method in ("sf-sgd", "sf-adamw"):
-        opt.eval()                     # the averaged point x, where Schedule-Free evaluates
-    final = averager.averaged_model if averager is not None else net
+        if (t + 1) % every == 0 or t + 1 == s["T"]:
+            ev = _evaluated(task, method, net, opt, averager, s["checkpoint_test"])
+            curve["step"].append(t + 1)
+            curve["val_acc"].append(ev["val_acc"])
+            curve["test_acc"].append(ev["test_acc"])
     out = {"diverged": diverged_at is not None, "diverged_at": diverged_at,
            "first_loss": first, "lr": float32_trace(lrs),
-           "seconds_per_step": wall / max(1, len(lrs))}
+           "seconds_per_step": wall / max(1, len(lrs)), "curve": curve}
     if diverged_at is None:
-        ev = task.evaluate({n: p.detach() for n, p in final.named_parameters()})
+        ev = _evaluated(task, method, net, opt, averager)
         if math.isfinite(ev["val_loss"]):
             return {**out, **ev}
         out.update(diverged=True, diverged_at=len(lrs))
     return {**out, "val_loss": None, "val_acc": None, "test_acc": None}
 
 
+class _PassCounter:
+    """Counts, while inside, the network's forward passes that build a graph (on a training
+    minibatch or a validation one, told apart by the input tensor) and the backward passes
+    (``torch.autograd.grad`` and ``backward``): a pass that differentiates a gradient built
+    with ``create_graph=True`` is a Hessian–vector product (a batched one counts each of its
+    vectors), any other a gradient."""
+
+    def __init__(self, net: torch.nn.Module, val_inputs: list[torch.Tensor]):
+        self.net, self.val = net, {id(v) for v in val_inputs}
+        self.counts = {"forward (train)": 0, "forward (validation)": 0, "gradients": 0,
+                       "Hessian-vector products": 0}
+        self._graph_grads: set[int] = set()
+
+    def __enter__(self):
+        def pre(module, args):
+            if torch.is_grad_enabled():
+                key = "forward (validation)" if id(args[0]) in self.val else "forward (train)"
+                self.counts[key] += 1
+
+        self._hook = self.net.register_forward_pre_hook(pre)
+        self._grad, self._backward = torch.autograd.grad, torch.autograd.backward
+        grad = self._grad
+
+        def counted_grad(outputs, inputs, *args, **kw):
+            outs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
+            if any(id(o) in self._graph_grads for o in outs):
+                go = kw.get("grad_outputs")
+                rows = (go[0].shape[0] if kw.get("is_grads_batched") and go is not None else 1)
+                self.counts["Hessian-vector products"] += rows
+            else:
+                self.counts["gradients"] += 1
+            res = grad(outputs, inputs, *args, **kw)
+            if kw.get("create_graph"):
+                self._graph_grads.update(id(g) for g in res if g is not None)
+            return res
+
+        def counted_backward(*args, **kw):
+            self.counts["gradients"] += 1
+            return self._backward(*args, **kw)
+
+        torch.autograd.grad, torch.autograd.backward = counted_grad, counted_backward
+        return self
+
+    def __exit__(self, *exc):
+        torch.autograd.grad, torch.autograd.backward = self._grad, self._backward
+        self._hook.remove()
+
+
+def count_passes(task: LrFreeTask, method: str, value: float | None = None, seed: int = 0,
+                 steps: int = 3) -> dict[str, float]:
+    """The passes through the network one step of ``method`` makes, counted over ``steps``
+    steps of a run and divided by ``steps``: forward passes on the training minibatch and on
+    the validation minibatch, gradients (backward passes) and Hessian–vector products."""
+    net, opt, sched, averager, vb = _setup(task, method, value, seed)
+    val = [xv for xv, _ in task.val_batches(seed)]
+    with _PassCounter(net, val) as c:
+        for t, (x, y) in enumerate(task.batches(seed)[:steps]):
+            vb["i"] = t
+            one_step(method, opt, net, x, y, t, sched, averager)
+    return {k: v / steps for k, v in c.counts.items()}
+
+
+def equal_time(res: dict, cost: dict[str, float], key: str = "test_acc") -> dict:
+    """Every method's accuracy at the wall-clock time of the plain SGD run's ``T`` steps: a
+    method whose step costs ``cost[m]`` SGD steps gets ``T / cost[m]`` steps (at most
+    ``T``), and is read at the last checkpoint of its ``curve`` within them (``key``: the
+    checkpoint's test accuracy on the first ``checkpoint_test`` images, or ``"val_acc"``).
+    Returns ``{method: {"steps": k, "acc": paired(...)}}`` over the reported seeds, a
+    diverged run counting as 0; methods without a cost are left out. Only methods with no
+    horizon of their own are read fairly this way (all here but the cosine schedule, whose
+    cost is within a few percent of SGD's, so that it gets all ``T`` steps)."""
+    T = res["settings"]["T"]
+    out = {}
+    for m, runs in res["report"].items():
+        if m not in cost:
+            continue
+        budget = min(T, int(T / cost[m]))
+        accs = []
+        for r in runs:
+            c = r["curve"]
+            k = [i for i, st in enumerate(c["step"]) if st <= budget]
+            ok = k and not (r["diverged"] and r["diverged_at"] is not None
+                            and r["diverged_at"] < c["step"][k[-1]])
+            accs.append(c[key][k[-1]] if ok else 0.0)
+        every = res["settings"]["checkpoint_every"]
+        steps = T if budget >= T else budget // every * every
+        out[m] = {"steps": steps, "acc": paired(accs)}
+    return out
+
+
 def _unit_settings(s: dict, method: str, value: float | None, seed: int) -> dict:
-    task = {k: s[k] for k in ("n_train", "n_val", "data_seed", "sizes", "batch_size", "T",
-                              "max_loss_ratio", "val_batch_size")}
+    keys = ("n_train", "n_val", "data_seed", "sizes", "model", "width", "momentum",
+            "batch_size", "T", "max_loss_ratio", "val_batch_size", "checkpoint_every",
+            "checkpoint_test")
+    task = {k: s[k] for k in keys if k in s}
     extra = ({"lr0": s["lr0"]} if method in HYPER else
              {"defaults": s["defaults"][method]} if method in LR_FREE else {})
     return {**task, **extra, "method": method, "value": value, "seed": seed}
@@ -233,14 +407,14 @@ def run_lr_free(s: dict, out_dir: str | os.PathLike | None = None, device="cpu",
 
     ``readonly=True`` only reads the units in ``out_dir`` and raises
     :class:`~hypergrad.experiments.store.MissingUnit` for the first one it lacks."""
-    task = MnistTask(s, device)
+    task = LrFreeTask(s, device)
     store = UnitStore(out_dir, readonly=readonly)
     errors = {m: e for m, e in package_errors().items() if e is not None}
     methods = [m for m in METHODS if m not in errors]
     runs: dict[str, dict] = {m: {} for m in methods}
 
     def get(method, value, seed):
-        name = f"lr_free_{method}_{_key(value)}_seed{seed}"
+        name = f"{s['unit_prefix']}_{method}_{_key(value)}_seed{seed}"
         res = store.get(name, _unit_settings(s, method, value, seed),
                         lambda: train_run(task, method, value, seed))
         runs[method].setdefault(_key(value), {})[seed] = res

@@ -8,7 +8,7 @@ __all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings']
 
 
 EXPERIMENTS = ("mnist-schedules", "mnist-protocol", "real-world", "sensitivity", "per-layer",
-               "lr-free")
+               "lr-free", "lr-free-cnn")
 
 
 SCALES = ("tiny", "quick", "paper")
@@ -283,14 +283,23 @@ def _lr_free_settings(scale: str) -> dict:
     optimizers (:mod:`hypergrad.experiments.lr_free`)."""
     paper = {
         "experiment": "lr-free", "scale": "paper", **_MNIST_PAPER_TASK,
+        "unit_prefix": "lr_free",   # unit files: <prefix>_<method>_<value>_seed<seed>
         "max_loss_ratio": 10.0,
+        # the accuracy every 25 steps (validation set, first 2,000 test images): the
+        # curves that equal wall-clock time is read from                       [choice]
+        "checkpoint_every": 25, "checkpoint_test": 2000,
         "lr0": 0.0,                 # η_0 of the hypergradient methods: Section 5's
         "val_batch_size": 100,      # E on a validation minibatch, one drawn per step [choice]
         # three values for every tuned method: η of the fixed and cosine baselines, β of
         # the hypergradient ones (Section 5's best β at η_0 = 0 and its two neighbours)
-        "grids": {"fixed": [0.03, 0.1, 0.3], "cosine": [0.03, 0.1, 0.3],
-                  "hd": [3e-3, 1e-2, 3e-2], "rtho": [1e-5, 3e-5, 1e-4],
-                  "marthe-mu0.9": [1e-4, 3e-4, 1e-3], "marthe-auto-mu": [1e-4, 3e-4, 1e-3]},
+        # (four since the first paper-scale round: there, fixed η and cosine chose 0.3 and
+        # RTHO 1e-4, the edges of three-value grids; each grid then got a fourth value,
+        # beyond the edge chosen, or for an interior choice on the side of its better
+        # neighbour)                                                             [choice]
+        "grids": {"fixed": [0.03, 0.1, 0.3, 1.0], "cosine": [0.03, 0.1, 0.3, 1.0],
+                  "hd": [1e-3, 3e-3, 1e-2, 3e-2], "rtho": [1e-5, 3e-5, 1e-4, 3e-4],
+                  "marthe-mu0.9": [1e-4, 3e-4, 1e-3, 3e-3],
+                  "marthe-auto-mu": [3e-5, 1e-4, 3e-4, 1e-3]},
         # the learning-rate-free optimizers at their authors' defaults (the constructors'
         # defaults, written out so that a unit records them)
         "defaults": {
@@ -308,20 +317,49 @@ def _lr_free_settings(scale: str) -> dict:
     if scale == "paper":
         return paper
     quick = copy.deepcopy(paper)
-    quick.update(scale="quick", sizes=[784, 100, 100, 10], T=100,
-                 select_seeds=[100, 101], seeds=list(range(5)))
+    quick.update(scale="quick", sizes=[784, 100, 100, 10], T=100, checkpoint_every=10,
+                 checkpoint_test=1000, select_seeds=[100, 101], seeds=list(range(5)))
     # a horizon of 100 steps wants larger β than Section 5's 500: the β grids move up by a
-    # decade (still three values, half a decade apart)                            [choice]
-    quick["grids"].update(hd=[1e-2, 3e-2, 1e-1], rtho=[1e-4, 3e-4, 1e-3],
-                          **{"marthe-mu0.9": [1e-3, 3e-3, 1e-2],
-                             "marthe-auto-mu": [1e-3, 3e-3, 1e-2]})
+    # decade (three values, half a decade apart)                                  [choice]
+    quick["grids"] = {"fixed": [0.03, 0.1, 0.3], "cosine": [0.03, 0.1, 0.3],
+                      "hd": [1e-2, 3e-2, 1e-1], "rtho": [1e-4, 3e-4, 1e-3],
+                      "marthe-mu0.9": [1e-3, 3e-3, 1e-2], "marthe-auto-mu": [1e-3, 3e-3, 1e-2]}
     if scale == "quick":
         return quick
     tiny = copy.deepcopy(quick)
     tiny.update(scale="tiny", n_train=400, n_val=100, sizes=[784, 16, 10], batch_size=50, T=6,
-                val_batch_size=50, select_seeds=[100], seeds=[0, 1])
+                val_batch_size=50, checkpoint_every=2, checkpoint_test=500,
+                select_seeds=[100], seeds=[0, 1])
     tiny["grids"] = {m: v[1:] for m, v in tiny["grids"].items()}
     return tiny
+
+
+def _lr_free_cnn_settings(scale: str) -> dict:
+    """The same comparison on a small convolutional network trained with momentum
+    (:mod:`hypergrad.experiments.lr_free`, experiment ``lr-free-cnn``)."""
+    s = _lr_free_settings(scale)
+    del s["sizes"]
+    s.update(experiment="lr-free-cnn", unit_prefix="lr_free_cnn",
+             model="cnn",               # SmallCNN: 3x3 convolutions of 8 and 16 channels,
+             width=8,                   # 2x2 max-pooling, a linear layer, no BatchNorm [choice]
+             momentum=0.9)              # heavy ball, for the baselines and the hypergradient
+    # methods; the learning-rate-free optimizers keep their defaults            [choice]
+    # Four values each, half a decade apart. With momentum 0.9 a step moves about ten times
+    # as far and the tangent Z_t grows with it: a 100-step trial on one selection seed put
+    # the best η near 0.03 and the best β two to three decades below Section 5's [choice]
+    s["grids"] = {"fixed": [0.01, 0.03, 0.1, 0.3], "cosine": [0.01, 0.03, 0.1, 0.3],
+                  "hd": [1e-5, 3e-5, 1e-4, 3e-4], "rtho": [1e-7, 3e-7, 1e-6, 3e-6],
+                  "marthe-mu0.9": [1e-6, 3e-6, 1e-5, 3e-5],
+                  "marthe-auto-mu": [3e-6, 1e-5, 3e-5, 1e-4]}
+    if scale == "paper":
+        return s
+    s["grids"] = {m: g[1:] for m, g in s["grids"].items()}    # three values
+    # a narrower network on smaller minibatches, one selection seed and three reported
+    # ones: the quick scale's budget                                             [choice]
+    s.update(width=4, batch_size=50, val_batch_size=50, select_seeds=[100], seeds=[0, 1, 2])
+    if scale == "tiny":
+        s["grids"] = {m: g[1:] for m, g in s["grids"].items()}
+    return s
 
 
 def settings(experiment: str, scale: str = "quick") -> dict:
@@ -335,7 +373,7 @@ def settings(experiment: str, scale: str = "quick") -> dict:
     makers = {"mnist-schedules": _mnist_schedules_settings,
               "mnist-protocol": _mnist_protocol_settings, "real-world": _real_world_settings,
               "sensitivity": _sensitivity_settings, "per-layer": _per_layer_settings,
-              "lr-free": _lr_free_settings}
+              "lr-free": _lr_free_settings, "lr-free-cnn": _lr_free_cnn_settings}
     if experiment not in makers:
         raise ValueError(f"experiment must be one of {EXPERIMENTS}, got {experiment!r}")
     return makers[experiment](scale)
