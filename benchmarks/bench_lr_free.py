@@ -1,5 +1,6 @@
 """One training step of every method of chapter 12 (``hypergrad.experiments.lr_free``) against
-one plain SGD step, on Section 5's MLP (784-500-500-500-10), batch 100, float32.
+one plain SGD step, on the task of ``--experiment``: ``lr-free``, Section 5's MLP
+(784-500-500-500-10), or ``lr-free-cnn``, the small CNN with momentum; batch 100, float32.
 
 Every method runs K steps from the same initial weights on the same minibatches (after a few
 warm-up steps, so that the learning-rate-free optimizers' state is built); times per step are
@@ -7,9 +8,11 @@ the best of ``--repeat`` interleaved rounds, and every ratio comes from the same
 tuned methods run at the middle value of their paper-scale grid (their cost does not depend
 on it), the learning-rate-free ones at their defaults.
 
-    python -m benchmarks.bench_lr_free [--device cpu] [--steps 10] [--repeat 5] [--out FILE]
+    python -m benchmarks.bench_lr_free [--experiment lr-free] [--device cpu] [--steps 10]
+                                       [--repeat 5] [--out FILE]
 
-Chapter 12 reads ``benchmarks/results/bench_lr_free_cpu.json`` for its cost column.
+Chapter 12 reads ``benchmarks/results/bench_lr_free_cpu.json`` (the MLP) and
+``bench_lr_free_cnn_cpu.json`` (the CNN) for its cost column and its equal-time reading.
 """
 
 from __future__ import annotations
@@ -23,20 +26,22 @@ from benchmarks.common import header, parse
 from hypergrad import experiments as ex
 from hypergrad.dynamics import DivergenceError
 from hypergrad.experiments import lr_free
-from hypergrad.experiments.per_layer import _module
 from hypergrad.profiling import time_interleaved
 
 
 def main():
-    args = parse(__doc__.splitlines()[0], steps=10, out="")
+    args = parse(__doc__.splitlines()[0], steps=10, out="", experiment="lr-free")
     dev, K = args.device, args.steps
-    header(f"chapter 12's optimizers on the MNIST MLP, batch 100, {K} steps per timing", dev)
-    s = ex.settings("lr-free", "paper")
-    task = ex.MnistTask(dict(s, T=K + 3), dev)
+    s = ex.settings(args.experiment, "paper")
+    model = ("CNN (SmallCNN, width 8, no BatchNorm), momentum 0.9" if s.get("model") == "cnn"
+             else "MLP 784-500-500-500-10")
+    header(f"chapter 12's optimizers on the MNIST {model}, batch 100, {K} steps per timing",
+           dev)
+    task = lr_free.LrFreeTask(dict(s, T=K + 3), dev)
     batches = task.batches(0)
     warm, run = batches[:3], batches[3:]
-    xv, yv = next(iter(task.batches(1)))        # a validation-sized minibatch for E
-    base = _module(task, 0)
+    xv, yv = task.val_batches(0)[0]              # a validation minibatch for E
+    base = task.module(0)
     fns, errors, diverged = {}, lr_free.package_errors(), set()
     for m in lr_free.METHODS:
         if errors.get(m):
@@ -75,7 +80,7 @@ def main():
 
         atomic_write_json(args.out, {
             "meta": run_metadata(), "device": dev, "steps": K, "repeat": args.repeat,
-            "model": "MLP 784-500-500-500-10, batch 100, float32",
+            "experiment": args.experiment, "model": f"{model}, batch 100, float32",
             "ms_per_step": {k: 1e3 * t for k, t in times.items()},
             # a run that diverged while timed stopped doing the work of a step: no ratio
             "ratio_to_sgd": {k: t / sgd for k, t in times.items() if k not in diverged},

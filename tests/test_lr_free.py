@@ -39,6 +39,16 @@ def test_settings_and_registration():
     for key in ("n_train", "n_val", "sizes", "batch_size", "T"):
         assert paper[key] == per_layer[key]
     assert all(ex.label(m) != m for m in lr_free.METHODS)
+    assert ex.RUNNERS["lr-free-cnn"] is ex.run_lr_free
+    for scale in ex.SCALES:
+        s = ex.settings("lr-free-cnn", scale)
+        assert s["model"] == "cnn" and s["momentum"] == 0.9 and "sizes" not in s
+        assert s["unit_prefix"] != ex.settings("lr-free", scale)["unit_prefix"]
+        assert len({len(g) for g in s["grids"].values()}) == 1
+        assert not set(s["select_seeds"]) & set(s["seeds"])
+    cnn = ex.settings("lr-free-cnn", "paper")
+    for key in ("n_train", "n_val", "batch_size", "T", "seeds", "select_seeds", "defaults"):
+        assert cnn[key] == paper[key]
 
 
 @needs_mnist
@@ -139,13 +149,14 @@ def test_the_committed_paper_scale_units_are_complete_and_current():
     reported ones; every learning-rate-free method runs its defaults on the reported seeds."""
     from pathlib import Path
 
-    folder = Path(__file__).resolve().parent.parent / "results" / "lr-free" / "paper"
-    s = ex.settings("lr-free", "paper")
-    res = ex.run_lr_free(s, out_dir=folder, progress=False, readonly=True)
-    assert res["units"]["computed"] == 0
-    assert not any(res["errors"].values())     # every package imported
-    assert set(res["report"]) == set(lr_free.METHODS)
-    assert all(len(runs) == len(s["seeds"]) for runs in res["report"].values())
+    for experiment in ("lr-free", "lr-free-cnn"):
+        folder = Path(__file__).resolve().parent.parent / "results" / experiment / "paper"
+        s = ex.settings(experiment, "paper")
+        res = ex.run_lr_free(s, out_dir=folder, progress=False, readonly=True)
+        assert res["units"]["computed"] == 0
+        assert not any(res["errors"].values())     # every package imported
+        assert set(res["report"]) == set(lr_free.METHODS)
+        assert all(len(runs) == len(s["seeds"]) for runs in res["report"].values())
 
 
 def test_the_table_takes_its_cost_from_the_interleaved_benchmark(tiny):
@@ -160,3 +171,115 @@ def test_the_table_takes_its_cost_from_the_interleaved_benchmark(tiny):
     assert all(r.endswith("| 2.0 × |") for r in rows if r not in dog)
     # without the benchmark, the runs' own step times
     assert lv.summary_markdown(res) != lv.summary_markdown(res, cost)
+
+
+@needs_mnist
+def test_the_cnn_task_steps_with_momentum_and_checkpoints():
+    """On the CNN task the tuned baselines and the hypergradient methods carry momentum 0.9;
+    the accuracy curve has one entry every ``checkpoint_every`` steps and ends at ``T``, with
+    the final validation accuracy as its last validation entry."""
+    s = dict(ex.settings("lr-free-cnn", "tiny"), T=5)
+    task = lr_free.LrFreeTask(s)
+    net = task.module(0)
+    assert isinstance(net, ex_models().SmallCNN)
+    for m in ("fixed", "marthe-auto-mu"):
+        opt = lr_free.make_optimizer(m, task.module(0), s["grids"][m][0], s)
+        assert opt.param_groups[0]["momentum"] == 0.9
+    r = lr_free.train_run(task, "fixed", s["grids"]["fixed"][0], 0)
+    assert r["curve"]["step"] == [2, 4, 5]
+    assert r["curve"]["val_acc"][-1] == r["val_acc"]
+    assert all(0 <= a <= 1 for a in r["curve"]["test_acc"])
+    # the MLP task's network of a seed is Part II's w_0 for that seed
+    mlp = lr_free.LrFreeTask(ex.settings("lr-free", "tiny"))
+    w0 = ex.MnistTask(ex.settings("lr-free", "tiny"), "cpu").init_params(3)
+    for n, p in mlp.module(3).named_parameters():
+        assert torch.equal(p.detach(), w0[n])
+
+
+def ex_models():
+    from hypergrad import models
+    return models
+
+
+@needs_mnist
+@pytest.mark.parametrize("method, expected", [
+    ("fixed", (1, 0, 1, 0)), ("sf-sgd", (1, 0, 1, 0)), ("prodigy", (1, 0, 1, 0)),
+    ("hd", (1, 1, 2, 0)), ("marthe-mu0.9", (1, 1, 2, 1)), ("rtho", (1, 1, 2, 1))])
+def test_passes_per_step_are_counted(method, expected):
+    """A plain step: one forward and one backward pass; HD adds the gradient of E on a
+    validation minibatch; RTHO and MARTHE add one Hessian-vector product as well."""
+    s = ex.settings("lr-free", "tiny")
+    task = lr_free.LrFreeTask(s)
+    value = s["grids"][method][0] if method in lr_free.TUNED else None
+    got = lr_free.count_passes(task, method, value, steps=3)
+    assert tuple(got.values()) == expected, got
+
+
+@needs_mnist
+def test_adaptive_mu_skips_the_hvp_where_mu_is_zero():
+    """μ_0 = 0: the first step needs no Hessian-vector product, the next ones one each."""
+    s = ex.settings("lr-free", "tiny")
+    task = lr_free.LrFreeTask(s)
+    one = lr_free.count_passes(task, "marthe-auto-mu", s["grids"]["marthe-auto-mu"][0], steps=1)
+    three = lr_free.count_passes(task, "marthe-auto-mu", s["grids"]["marthe-auto-mu"][0],
+                                 steps=3)
+    assert one["Hessian-vector products"] == 0 and one["gradients"] == 2
+    assert three["Hessian-vector products"] == pytest.approx(2 / 3)
+
+
+def test_equal_time_reads_each_curve_within_the_budget():
+    """A method costing c SGD steps is read at the last checkpoint within T / c steps; a run
+    that diverged before it counts 0; a method without a cost is left out."""
+    def run(accs, diverged_at=None):
+        steps = [10, 20, 30, 40][:len(accs)]
+        return {"curve": {"step": steps, "test_acc": accs, "val_acc": accs},
+                "diverged": diverged_at is not None, "diverged_at": diverged_at}
+    res = {"settings": {"T": 40, "checkpoint_every": 10},
+           "report": {"fixed": [run([.1, .2, .3, .4]), run([.2, .3, .4, .5])],
+                      "slow": [run([.5, .6, .7, .8]), run([.5], diverged_at=12)],
+                      "none": [run([.1, .2, .3, .4])]}}
+    out = lr_free.equal_time(res, {"fixed": 1.0, "slow": 2.9})
+    assert set(out) == {"fixed", "slow"}
+    assert out["fixed"]["steps"] == 40 and out["fixed"]["acc"]["mean"] == pytest.approx(0.45)
+    assert out["slow"]["steps"] == 10                  # 40 / 2.9 = 13.8 steps: read at 10
+    assert out["slow"]["acc"]["mean"] == pytest.approx(0.5)
+    out = lr_free.equal_time(res, {"fixed": 1.0, "slow": 1.9})    # 21 steps: read at 20
+    assert out["slow"]["steps"] == 20
+    assert out["slow"]["acc"]["mean"] == pytest.approx(0.3)       # (0.6 + 0) / 2
+
+
+def _fake_cifar(name="cifar10", n_val=100, seed=0, device=None, **kw):
+    g = torch.Generator().manual_seed(seed)
+
+    def part(n):
+        return (torch.randn(n, 3, 32, 32, generator=g),
+                torch.randint(0, 10, (n,), generator=g))
+    return {"train": part(200), "val": part(n_val), "test": part(120)}
+
+
+def test_the_cifar_settings_run_with_batchnorm(monkeypatch):
+    """``lr-free-cifar`` (VGG-11-BN, momentum) runs end to end on CIFAR-shaped data: every
+    method gives a result or a divergence; ``E`` is evaluated in evaluation mode, so that the
+    validation minibatches leave BatchNorm's running statistics alone; evaluation restores
+    training mode."""
+    import hypergrad.data
+
+    monkeypatch.setattr(hypergrad.data, "cifar_split", _fake_cifar)
+    s = ex.settings("lr-free-cifar", "tiny")
+    assert s["dataset"] == "cifar10" and s["model"] == "vgg11_bn" and s["momentum"] == 0.9
+    for scale in ex.SCALES:
+        assert ex.settings("lr-free-cifar", scale)["unit_prefix"] == "lr_free_cifar"
+    task = lr_free.LrFreeTask(s)
+    net, opt, sched, averager, vb, val = lr_free._setup(task, "marthe-auto-mu",
+                                                        s["grids"]["marthe-auto-mu"][0], 0)
+    bn = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    before = bn.running_mean.clone()
+    opt.val_closure()
+    assert torch.equal(bn.running_mean, before) and net.training
+    for m in ("fixed", "marthe-auto-mu", "prodigy"):
+        value = s["grids"][m][0] if m in lr_free.TUNED else None
+        r = lr_free.train_run(task, m, value, 0)
+        assert r["diverged"] or 0 <= r["test_acc"] <= 1
+        assert len(r["curve"]["step"]) == (0 if r["diverged"] else 2)
+    ev = task.evaluate(task.module(0))
+    assert set(ev) == {"val_loss", "val_acc", "test_acc"}

@@ -42,7 +42,7 @@ __all__ = ['RUNNERS', 'run', 'load_or_run', 'main']
 RUNNERS = {"mnist-schedules": run_mnist_schedules, "mnist-protocol": run_mnist_protocol,
            "real-world": run_real_world,
            "sensitivity": run_sensitivity, "per-layer": run_per_layer,
-           "lr-free": run_lr_free}
+           "lr-free": run_lr_free, "lr-free-cnn": run_lr_free, "lr-free-cifar": run_lr_free}
 
 
 def run(experiment: str, s: dict | None = None, scale: str = "quick",

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -74,26 +75,42 @@ def package_errors() -> dict[str, str | None]:
 
 
 class LrFreeTask:
-    """The task of settings ``s``: the MNIST split (:func:`hypergrad.data.mnist_split`), the
-    network of a seed (:meth:`module`: the MLP of ``s["sizes"]``, or with ``s["model"] ==
-    "cnn"`` a :class:`~hypergrad.models.SmallCNN` of ``s["width"]`` channels without
-    BatchNorm), the ``T`` training minibatches of a seed and its ``T`` validation minibatches
-    (another stream), and the evaluation of a network."""
+    """The task of settings ``s``: the data split (MNIST by
+    :func:`hypergrad.data.mnist_split`, or with ``s["dataset"]`` ``"cifar10"``/``"cifar100"``
+    by :func:`hypergrad.data.cifar_split`), the network of a seed (:meth:`module`: the MLP of
+    ``s["sizes"]``; with ``s["model"] == "cnn"`` a :class:`~hypergrad.models.SmallCNN` of
+    ``s["width"]`` channels without BatchNorm; with ``"vgg11_bn"``
+    :func:`~hypergrad.models.vgg11_bn` of that width), the ``T`` training minibatches of a
+    seed and its ``T`` validation minibatches (another stream), and the evaluation of a
+    network."""
 
     def __init__(self, s: dict, device="cpu"):
-        from hypergrad.data import mnist_split
+        from hypergrad.data import cifar_split, mnist_split
 
         self.s, self.device = s, torch.device(device)
-        self.data = mnist_split(s["n_train"], s["n_val"], seed=s["data_seed"], device=self.device)
+        dataset = s.get("dataset", "mnist")
+        if dataset == "mnist":
+            self.data = mnist_split(s["n_train"], s["n_val"], seed=s["data_seed"],
+                                    device=self.device)
+        elif dataset in ("cifar10", "cifar100"):
+            self.data = cifar_split(dataset, n_val=s["n_val"], seed=s["data_seed"],
+                                    device=self.device)
+        else:
+            raise ValueError(f"dataset must be 'mnist', 'cifar10' or 'cifar100', got "
+                             f"{dataset!r}")
 
     def module(self, seed: int) -> torch.nn.Module:
         """A fresh network holding the seed's initial weights ``w_0`` (the same for every
         method; for the MLP, the weights Part II's runs of that seed start from)."""
-        from hypergrad.models import MLP, SmallCNN
+        from hypergrad.models import MLP, SmallCNN, vgg11_bn
 
         torch.manual_seed(seed)
-        if self.s.get("model", "mlp") == "cnn":
+        model = self.s.get("model", "mlp")
+        if model == "cnn":
             return SmallCNN(width=self.s["width"], batchnorm=False).to(self.device)
+        if model == "vgg11_bn":
+            classes = 100 if self.s.get("dataset") == "cifar100" else 10
+            return vgg11_bn(num_classes=classes, width=self.s["width"]).to(self.device)
         return MLP(tuple(self.s["sizes"])).to(self.device)
 
     def batches(self, seed: int) -> list:
@@ -114,16 +131,31 @@ class LrFreeTask:
     @torch.no_grad()
     def evaluate(self, net: torch.nn.Module, test_limit: int | None = None) -> dict:
         """The validation loss and accuracy on the whole validation set, and the test accuracy
-        (on the first ``test_limit`` test images, or all)."""
-        xv, yv = self.data["val"]
-        logits = net(xv)
-        xt, yt = self.data["test"]
-        xt, yt = (xt, yt) if test_limit is None else (xt[:test_limit], yt[:test_limit])
-        right = sum(int((net(xt[i:i + 1000]).argmax(1) == yt[i:i + 1000]).sum())
-                    for i in range(0, len(xt), 1000))
-        return {"val_loss": float(F.cross_entropy(logits, yv)),
-                "val_acc": float((logits.argmax(1) == yv).float().mean()),
-                "test_acc": right / len(xt)}
+        (on the first ``test_limit`` test images, or all), with ``net`` in evaluation mode
+        (its training mode is restored after), a thousand images at a time."""
+        was = net.training
+        net.eval()
+        try:
+            xv, yv = self.data["val"]
+            if len(xv) <= 1000:     # one pass (float32 mean loss and accuracy)
+                logits = net(xv)
+                val_loss = float(F.cross_entropy(logits, yv))
+                val_acc = float((logits.argmax(1) == yv).float().mean())
+            else:
+                loss, right = 0.0, 0
+                for i in range(0, len(xv), 1000):
+                    out = net(xv[i:i + 1000])
+                    loss += float(F.cross_entropy(out, yv[i:i + 1000], reduction="sum"))
+                    right += int((out.argmax(1) == yv[i:i + 1000]).sum())
+                val_loss, val_acc = loss / len(xv), right / len(xv)
+            xt, yt = self.data["test"]
+            n = len(xt) if test_limit is None else min(test_limit, len(xt))
+            test_acc = sum(int((net(xt[i:min(i + 1000, n)]).argmax(1)
+                                == yt[i:min(i + 1000, n)]).sum())
+                           for i in range(0, n, 1000)) / n
+        finally:
+            net.train(was)
+        return {"val_loss": val_loss, "val_acc": val_acc, "test_acc": test_acc}
 
 
 def make_optimizer(method: str, net: torch.nn.Module, value: float | None, s: dict,
@@ -200,16 +232,21 @@ def one_step(method: str, opt: torch.optim.Optimizer, net: torch.nn.Module, x: t
 
 
 def _setup(task: LrFreeTask, method: str, value: float | None, seed: int):
-    """The network, optimizer, cosine schedule and DoG averager of a run, and the holder
-    of the validation minibatch index its ``val_closure`` reads."""
+    """The network, optimizer, cosine schedule and DoG averager of a run, the holder of the
+    validation minibatch index its ``val_closure`` reads, and those minibatches."""
     s = task.s
     net = task.module(seed)
     val = task.val_batches(seed)
     vb = {"i": 0}
 
-    def val_closure():
-        xv, yv = val[vb["i"]]
-        return F.cross_entropy(net(xv), yv)
+    def val_closure():    # E in evaluation mode: BatchNorm's running statistics are read,
+        xv, yv = val[vb["i"]]                # not updated by validation minibatches
+        was = net.training
+        net.eval()
+        try:
+            return F.cross_entropy(net(xv), yv)
+        finally:
+            net.train(was)
 
     opt = make_optimizer(method, net, value, s, val_closure)
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s["T"])
@@ -220,7 +257,7 @@ def _setup(task: LrFreeTask, method: str, value: float | None, seed: int):
         averager = PolynomialDecayAverager(net, gamma=s["defaults"]["dog"]["averager_gamma"])
     if method in ("sf-sgd", "sf-adamw"):
         opt.train()
-    return net, opt, sched, averager, vb
+    return net, opt, sched, averager, vb, val
 
 
 def _evaluated(task: LrFreeTask, method: str, net, opt, averager, test_limit=None) -> dict:
@@ -248,7 +285,7 @@ def train_run(task: LrFreeTask, method: str, value: float | None, seed: int,
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     s = task.s
-    net, opt, sched, averager, vb = _setup(task, method, value, seed)
+    net, opt, sched, averager, vb, _ = _setup(task, method, value, seed)
     if trace is not None:
         trace["optimizer"] = opt
     every = s["checkpoint_every"]
@@ -287,6 +324,10 @@ def train_run(task: LrFreeTask, method: str, value: float | None, seed: int,
     return {**out, "val_loss": None, "val_acc": None, "test_acc": None}
 
 
+def _dead():
+    return None
+
+
 class _PassCounter:
     """Counts, while inside, the network's forward passes that build a graph (on a training
     minibatch or a validation one, told apart by the input tensor) and the backward passes
@@ -298,7 +339,7 @@ class _PassCounter:
         self.net, self.val = net, {id(v) for v in val_inputs}
         self.counts = {"forward (train)": 0, "forward (validation)": 0, "gradients": 0,
                        "Hessian-vector products": 0}
-        self._graph_grads: set[int] = set()
+        self._graph_grads: dict[int, weakref.ref] = {}
 
     def __enter__(self):
         def pre(module, args):
@@ -312,7 +353,7 @@ class _PassCounter:
 
         def counted_grad(outputs, inputs, *args, **kw):
             outs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
-            if any(id(o) in self._graph_grads for o in outs):
+            if any(self._graph_grads.get(id(o), _dead)() is o for o in outs):
                 go = kw.get("grad_outputs")
                 rows = (go[0].shape[0] if kw.get("is_grads_batched") and go is not None else 1)
                 self.counts["Hessian-vector products"] += rows
@@ -320,7 +361,7 @@ class _PassCounter:
                 self.counts["gradients"] += 1
             res = grad(outputs, inputs, *args, **kw)
             if kw.get("create_graph"):
-                self._graph_grads.update(id(g) for g in res if g is not None)
+                self._graph_grads.update((id(g), weakref.ref(g)) for g in res if g is not None)
             return res
 
         def counted_backward(*args, **kw):
@@ -340,9 +381,8 @@ def count_passes(task: LrFreeTask, method: str, value: float | None = None, seed
     """The passes through the network one step of ``method`` makes, counted over ``steps``
     steps of a run and divided by ``steps``: forward passes on the training minibatch and on
     the validation minibatch, gradients (backward passes) and Hessian–vector products."""
-    net, opt, sched, averager, vb = _setup(task, method, value, seed)
-    val = [xv for xv, _ in task.val_batches(seed)]
-    with _PassCounter(net, val) as c:
+    net, opt, sched, averager, vb, val = _setup(task, method, value, seed)
+    with _PassCounter(net, [xv for xv, _ in val]) as c:
         for t, (x, y) in enumerate(task.batches(seed)[:steps]):
             vb["i"] = t
             one_step(method, opt, net, x, y, t, sched, averager)
@@ -354,8 +394,8 @@ def equal_time(res: dict, cost: dict[str, float], key: str = "test_acc") -> dict
     method whose step costs ``cost[m]`` SGD steps gets ``T / cost[m]`` steps (at most
     ``T``), and is read at the last checkpoint of its ``curve`` within them (``key``: the
     checkpoint's test accuracy on the first ``checkpoint_test`` images, or ``"val_acc"``).
-    Returns ``{method: {"steps": k, "acc": paired(...)}}`` over the reported seeds, a
-    diverged run counting as 0; methods without a cost are left out. Only methods with no
+    Returns ``{method: {"steps": k, "acc": paired(...)}}`` over the reported seeds, a run
+    that diverged before step ``k`` (its curve stops there) counting as 0; methods without a cost are left out. Only methods with no
     horizon of their own are read fairly this way (all here but the cosine schedule, whose
     cost is within a few percent of SGD's, so that it gets all ``T`` steps)."""
     T = res["settings"]["T"]
@@ -363,16 +403,11 @@ def equal_time(res: dict, cost: dict[str, float], key: str = "test_acc") -> dict
     for m, runs in res["report"].items():
         if m not in cost:
             continue
-        budget = min(T, int(T / cost[m]))
-        accs = []
-        for r in runs:
-            c = r["curve"]
-            k = [i for i, st in enumerate(c["step"]) if st <= budget]
-            ok = k and not (r["diverged"] and r["diverged_at"] is not None
-                            and r["diverged_at"] < c["step"][k[-1]])
-            accs.append(c[key][k[-1]] if ok else 0.0)
         every = res["settings"]["checkpoint_every"]
+        budget = int(T / cost[m])
         steps = T if budget >= T else budget // every * every
+        accs = [r["curve"][key][r["curve"]["step"].index(steps)]
+                if steps in r["curve"]["step"] else 0.0 for r in runs]
         out[m] = {"steps": steps, "acc": paired(accs)}
     return out
 

@@ -8,7 +8,7 @@ __all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings']
 
 
 EXPERIMENTS = ("mnist-schedules", "mnist-protocol", "real-world", "sensitivity", "per-layer",
-               "lr-free", "lr-free-cnn")
+               "lr-free", "lr-free-cnn", "lr-free-cifar")
 
 
 SCALES = ("tiny", "quick", "paper")
@@ -354,11 +354,31 @@ def _lr_free_cnn_settings(scale: str) -> dict:
     if scale == "paper":
         return s
     s["grids"] = {m: g[1:] for m, g in s["grids"].items()}    # three values
-    # a narrower network on smaller minibatches, one selection seed and three reported
-    # ones: the quick scale's budget                                             [choice]
-    s.update(width=4, batch_size=50, val_batch_size=50, select_seeds=[100], seeds=[0, 1, 2])
+    # a narrower network on smaller minibatches over 60 steps, one selection seed and
+    # three reported ones: the quick scale's budget                              [choice]
+    s.update(width=4, batch_size=50, val_batch_size=50, T=60, checkpoint_every=20,
+             checkpoint_test=500,
+             select_seeds=[100], seeds=[0, 1, 2])
     if scale == "tiny":
         s["grids"] = {m: g[1:] for m, g in s["grids"].items()}
+    return s
+
+
+def _lr_free_cifar_settings(scale: str) -> dict:
+    """The comparison on CIFAR-10 with VGG-11-BN and momentum (experiment ``lr-free-cifar``),
+    for a GPU and the CIFAR files (:func:`hypergrad.data.cifar_split`): the paper's Section 6
+    network and minibatch, over 2,000 steps (about six epochs; the minibatches of a run are
+    drawn up front, about 3 GB of a GPU's memory each for training and validation)."""
+    s = _lr_free_cnn_settings(scale)
+    s.pop("n_train")
+    s.update(experiment="lr-free-cifar", unit_prefix="lr_free_cifar", dataset="cifar10",
+             model="vgg11_bn", width=64, n_val=5000, batch_size=128, val_batch_size=128,
+             T=2000, checkpoint_every=100, checkpoint_test=2000)                 # [choice]
+    if scale == "quick":
+        s.update(width=16, T=200, checkpoint_every=20)
+    elif scale == "tiny":
+        s.update(width=4, n_val=100, batch_size=8, val_batch_size=8, T=4, checkpoint_every=2,
+                 checkpoint_test=50)
     return s
 
 
@@ -373,7 +393,8 @@ def settings(experiment: str, scale: str = "quick") -> dict:
     makers = {"mnist-schedules": _mnist_schedules_settings,
               "mnist-protocol": _mnist_protocol_settings, "real-world": _real_world_settings,
               "sensitivity": _sensitivity_settings, "per-layer": _per_layer_settings,
-              "lr-free": _lr_free_settings, "lr-free-cnn": _lr_free_cnn_settings}
+              "lr-free": _lr_free_settings, "lr-free-cnn": _lr_free_cnn_settings,
+              "lr-free-cifar": _lr_free_cifar_settings}
     if experiment not in makers:
         raise ValueError(f"experiment must be one of {EXPERIMENTS}, got {experiment!r}")
     return makers[experiment](scale)

@@ -14,7 +14,7 @@ chapters use to draw and explore what the core computes.
 * :mod:`hypergrad.viz.per_layer` — one learning rate per layer drawn and said.
 """
 
-from hypergrad.viz import lr_free, per_layer, prose, reference  # noqa: F401  (submodules the chapters use)
+from hypergrad.viz import guide, lr_free, per_layer, prose, reference  # noqa: F401  (submodules the chapters use)
 from hypergrad.viz.setup import FIGURE_DPI, SCALES, Setup, chapter_setup
 from hypergrad.viz.verdicts import (
     NAMES,

@@ -10,13 +10,14 @@ from importlib import metadata
 import numpy as np
 from matplotlib.figure import Figure
 
-from hypergrad.experiments.lr_free import LR_FREE, METHODS, PACKAGES, TUNED
+from hypergrad.experiments.lr_free import LR_FREE, METHODS, PACKAGES, TUNED, equal_time
 from hypergrad.experiments.settings import label
 from hypergrad.viz.figures import _arr, _legend_below, new_figure
 from hypergrad.viz.style import color
 
 __all__ = ["WIDTH", "step_size_figure", "accuracy_figure", "summary_markdown",
-           "defaults_markdown", "chosen_text", "diverged_text", "errors_text", "versions"]
+           "defaults_markdown", "chosen_text", "diverged_text", "errors_text", "versions",
+           "cost_markdown", "equal_time_markdown", "time_figure"]
 
 #: the width of this chapter's figures, in inches (a text column)
 WIDTH = 7.0
@@ -177,3 +178,72 @@ def errors_text(res: dict) -> str:
     return "Not run: " + "; ".join(f"{label(m)} ({e})" for m, e in errs.items()) + "."
 
 
+
+
+def cost_markdown(counts: dict, cost: dict, memory: dict) -> str:
+    """One row per method: the passes through the network one step makes (``counts``:
+    :func:`~hypergrad.experiments.lr_free.count_passes` of each method), the wall time of a
+    step as a multiple of a plain SGD step (``cost``: the interleaved benchmark's ratios),
+    the optimizer's state as a multiple of the parameters and the peak memory a run adds
+    (``memory``: ``benchmarks/bench_lr_free_memory.py``'s ``methods``)."""
+    rows = ["| method | forward (train + validation) | gradients | Hessian–vector products "
+            "| time × SGD | state × parameters | peak memory added (MiB) |",
+            "|---|---|---|---|---|---|---|"]
+    for m in METHODS:
+        if m not in counts:
+            continue
+        c, mem = counts[m], memory.get(m)
+        fwd = f"{c['forward (train)']:g} + {c['forward (validation)']:g}"
+        time = f"{cost[m]:.2f}" if m in cost else "—"
+        state = "—" if mem is None else f"{mem['state_over_params']:.0f}"
+        peak = "—" if mem is None else f"{mem['peak_growth_mib']:.0f}"
+        rows.append(f"| {label(m)} | {fwd} | {c['gradients']:g} | "
+                    f"{c['Hessian-vector products']:g} | {time} | {state} | {peak} |")
+    return "\n".join(rows)
+
+
+def equal_time_markdown(res: dict, cost: dict) -> str:
+    """One row per method: the steps it gets in the wall time of plain SGD's ``T`` (from
+    ``cost``), and its accuracy on the test images of the checkpoints (mean [95 % interval]
+    over the reported seeds) there and after all ``T`` steps
+    (:func:`~hypergrad.experiments.lr_free.equal_time`)."""
+    T = res["settings"]["T"]
+    at_time = equal_time(res, cost)
+    at_steps = equal_time(res, {m: 1.0 for m in cost})
+    rows = ["| method | steps in SGD's time | test accuracy at equal time "
+            f"| test accuracy after {T} steps |", "|---|---|---|---|"]
+    for m in METHODS:
+        if m not in at_time:
+            continue
+        rows.append(f"| {label(m)} | {at_time[m]['steps']} | {_interval(at_time[m]['acc'])} "
+                    f"| {_interval(at_steps[m]['acc'])} |")
+    return "\n".join(rows)
+
+
+def time_figure(res: dict, cost: dict, key: str = "test_acc") -> Figure:
+    """Each method's mean accuracy at its checkpoints (``key``, over the reported seeds that
+    reached them) against the wall time, in plain SGD steps (step × ``cost[m]``), with plain
+    SGD's ``T`` marked: (a) the tuned baselines and the hypergradient methods, (b) the
+    learning-rate-free optimizers. Methods without a cost are left out."""
+    T = res["settings"]["T"]
+    fig = new_figure(width=WIDTH, height=3.6)
+    axes = fig.subplots(1, 2, sharey=True)
+    panels = ([m for m in TUNED if m in res["report"] and m in cost],
+              [m for m in LR_FREE if m in res["report"] and m in cost])
+    for ax, methods in zip(axes, panels, strict=True):
+        for m in methods:
+            curves = [r["curve"] for r in res["report"][m]]
+            steps = max((c["step"] for c in curves), key=len)
+            mean = [np.mean([c[key][i] for c in curves if len(c[key]) > i])
+                    for i in range(len(steps))]
+            ax.plot(np.array(steps) * cost[m], mean, color=_colour(m), lw=1.6, label=label(m))
+        ax.axvline(T, color="0.5", lw=0.8, ls="--")
+        ax.set_xlabel("wall time (plain SGD steps)", fontsize=_FS)
+        ax.tick_params(labelsize=_FS)
+        ax.grid(color="0.92")
+    axes[0].set_ylabel("test accuracy" if key == "test_acc" else "validation accuracy",
+                       fontsize=_FS)
+    axes[0].set_title("(a) tuned and hypergradient", fontsize=_FS)
+    axes[1].set_title("(b) learning-rate-free", fontsize=_FS)
+    _legend_below(fig, list(axes), ncol=3)
+    return fig
