@@ -5,7 +5,11 @@ settings, and reproduced by today's code.
   file from other settings fails, naming the difference), and nothing outside the plan.
 * A spot check recomputes two randomly chosen committed online units (a T = 500 run each)
   with the current code and compares them with the stored numbers, so that a change to the
-  algorithm that would invalidate the shipped results cannot land silently.
+  algorithm that would invalidate the shipped results cannot land silently. A unit whose
+  meta records its group (population and members, issue 25) is recomputed with its group and
+  must be equal bit for bit on the same build (torch, CPU, threads); a unit without (the
+  units committed before groups were recorded) is held to float32 rounding over its first
+  steps (:func:`spot_compare`).
 
 Without committed results (a fresh project) the checks have nothing to read: the first test
 then says so by skipping, and the plan test still runs on the settings alone.
@@ -25,7 +29,8 @@ import numpy as np
 import pytest
 
 import hypergrad.experiments as ex
-from hypergrad.experiments import mnist_schedules, sensitivity
+from hypergrad.experiments import mnist_schedules, parallel, sensitivity
+from hypergrad.experiments.store import unit_group
 from tests.helpers import HAS_MNIST
 
 ROOT = Path(__file__).resolve().parent.parent / "results"
@@ -188,6 +193,43 @@ def spot_compare(got: dict, stored: dict, where: str) -> int | None:
     return None if same else n
 
 
+def spot_check(experiment: str, s: dict, unit, data: dict, task) -> tuple[int | None, dict]:
+    """Recompute ``unit`` (its file's content ``data``) as its meta says it was computed
+    (:func:`~hypergrad.experiments.parallel.recompute_unit`: with its group, or alone when the
+    grouping is not recorded) and compare. A recorded group on the same build
+    (:func:`~hypergrad.experiments.parallel.same_build`) must give the stored result bit for
+    bit; otherwise :func:`spot_compare`'s tolerance applies. Returns ``(part, recomputed)``:
+    ``part`` is ``None`` or the step where the runs part (:func:`spot_compare`)."""
+    group = unit_group(data)
+    got = parallel.recompute_unit(experiment, s, unit, group, task)
+    where = f"{experiment} unit {unit.name}"
+    if group is not None and parallel.same_build(data["meta"]):
+        assert got == data["result"], (f"{where}: recomputed with its group "
+                                       f"{group['members']} on the build that stored it, and "
+                                       f"not the same bit for bit")
+        return None, got
+    return spot_compare(got, data["result"], where), got
+
+
+@pytest.mark.skipif(not HAS_MNIST, reason="MNIST files not found in $HYPERGRAD_DATA")
+def test_the_spot_check_recomputes_a_grouped_unit_bit_for_bit(one_thread, tmp_path):
+    """A unit that records its group is recomputed with it, bit for bit on the same build;
+    one number changed in its file is caught (where the tolerance would let it pass)."""
+    s = ex.settings("sensitivity", "tiny")
+    ex.run("sensitivity", s, out_dir=tmp_path, progress=False, population=4)
+    task = mnist_schedules.MnistTask(s, "cpu")
+    plan = sensitivity.plan_units(s)
+    for unit in (plan[1], plan[-2]):
+        data = ex.read_unit_file(ex.unit_file(tmp_path, unit.name))
+        assert unit_group(data)["population"] == 4
+        assert spot_check("sensitivity", s, unit, data, task)[0] is None
+        data["result"]["lr"][-1] = data["result"]["lr"][-1] * (1 + 1e-7)
+        assert spot_compare(parallel.recompute_unit("sensitivity", s, unit, unit_group(data),
+                                                    task), data["result"], unit.name) is None
+        with pytest.raises(AssertionError, match="bit for bit"):
+            spot_check("sensitivity", s, unit, data, task)
+
+
 @pytest.mark.skipif(not HAS_MNIST, reason="MNIST files not found in $HYPERGRAD_DATA")
 def test_the_spot_check_catches_a_changed_algorithm(one_thread):
     """The comparison fails when the computation changes (β one percent larger stands for any
@@ -210,7 +252,9 @@ def test_two_random_committed_online_units_are_reproduced_by_todays_code(one_thr
     """Recompute two committed online units chosen at random among the runs that did not
     diverge (a different pair on each run, so that over many runs every unit gets checked;
     ``HYPERGRAD_SPOT_SEED`` fixes the pair), a T = 500 run each, and compare
-    (:func:`spot_compare`).
+    (:func:`spot_check`): a unit whose file records its group is recomputed with it and must
+    be equal bit for bit on the same build; one without a recorded group (every unit
+    committed before issue 25) is recomputed alone and held to :func:`spot_compare`.
 
     What must hold anywhere: the first ``SPOT_STEPS`` learning rates to float32 rounding
     (rtol 1e-4), and the unit's keys. A change to Algorithm 1, to the task, the data or the
@@ -227,14 +271,19 @@ def test_two_random_committed_online_units_are_reproduced_by_todays_code(one_thr
     rng = random.Random(os.environ.get("HYPERGRAD_SPOT_SEED"))
     picked = rng.sample(units, min(2, len(units)))
     for experiment, unit, path in picked:
-        stored = ex.read_unit_file(path)["result"]
+        data = ex.read_unit_file(path)
+        stored = data["result"]
         s = ex.settings(experiment, "paper")
         task = mnist_schedules.MnistTask(s, "cpu")
-        got = json.loads(json.dumps(ex._jsonable(MODULES[experiment].compute_unit(task, s, unit))))
         where = f"{experiment} unit {unit.name}"
-        part = spot_compare(got, stored, where)
-        print(f"spot check: {where}: first {SPOT_STEPS} steps agree; whole run "
-              + ("agrees to float32 rounding" if part is None else f"parts at step {part}"))
+        group = unit_group(data)
+        exact = group is not None and parallel.same_build(data["meta"])
+        part, got = spot_check(experiment, s, unit, data, task)
+        print(f"spot check: {where}: " + (
+            f"recomputed with its group (population {group['population']}), bit for bit"
+            if exact else f"grouping {'not recorded' if group is None else 'recorded, other build'}; "
+            f"first {SPOT_STEPS} steps agree; whole run "
+            + ("agrees to float32 rounding" if part is None else f"parts at step {part}")))
         if part is not None:
             warnings.warn(f"{where}: the recomputed run parts from the stored one at step "
                           f"{part} (rounding grown by a chaotic trajectory on this machine: "

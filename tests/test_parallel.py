@@ -75,8 +75,8 @@ def test_jobs_batch_only_the_units_that_allow_it():
         return Unit(name, {}, ("x",), {"seed": 0} if batch else None)
 
     units = [u("a", False), u("b", True), u("c", True), u("d", True), u("e", False)]
-    jobs = parallel._jobs(units, 2)
-    assert [[x.name for x in j] for j in jobs] == [["a"], ["b", "c"], ["e"], ["d"]]
+    jobs = parallel._jobs(units, 2)      # the plan's groups, each where its first member is
+    assert [[x.name for x in j] for j in jobs] == [["a"], ["b", "c"], ["d"], ["e"]]
     assert [[x.name for x in j] for j in parallel._jobs(units, 1)] == [[x] for x in "abcde"]
 
 

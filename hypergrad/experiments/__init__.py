@@ -169,11 +169,13 @@ from hypergrad.experiments.store import (  # noqa: F401
     _seed_key,
     compact_units,
     load_results,
+    plan_groups,
     read_unit_file,
     result_dir,
     unit_file,
     unit_files,
+    unit_group,
     unit_name,
 )
 
-__all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings', 'Unit', 'UnitStore', 'result_dir', 'load_results', 'hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'tally', 'normalised_distance', 'linger', 'centred_mean', 'roughness', 'signal_to_noise', 'PAR_MARGIN', 'MnistTask', 'run_mnist_schedules', 'summarize_online', 'mnist_claims', 'MAX_POINTS', 'run_real_world', 'summarize_real_world', 'real_world_claims', 'run_sensitivity', 'sensitivity_grids', 'sensitivity_claims', 'RUNNERS', 'run', 'load_or_run', 'main', 'COMMITTED', 'committed', 'MissingUnit', 'duration', 'progress_text', 'run_table', 'machine_table', 'CHOICES', 'QUOTES', 'Claim', 'protocol_records', 'section5_records', 'sensitivity_records', 'verdict_word', 'committed_protocol', 'decimate', 'run_mnist_protocol', 'ALTERNATIVES', 'choice_effects', 'read_unit_file', 'unit_file', 'unit_files', 'unit_name', 'compact_units', 'run_per_layer', 'layer_groups', 'run_lr_free']
+__all__ = ['EXPERIMENTS', 'SCALES', 'LABELS', 'label', 'settings', 'Unit', 'UnitStore', 'result_dir', 'load_results', 'hypergradient_agreement', 'HOLDS', 'FAILS', 'UNDECIDED', 'sci', 'plural', 'md_table', 't975', 'compare', 'combine', 'verdict', 'tally', 'normalised_distance', 'linger', 'centred_mean', 'roughness', 'signal_to_noise', 'PAR_MARGIN', 'MnistTask', 'run_mnist_schedules', 'summarize_online', 'mnist_claims', 'MAX_POINTS', 'run_real_world', 'summarize_real_world', 'real_world_claims', 'run_sensitivity', 'sensitivity_grids', 'sensitivity_claims', 'RUNNERS', 'run', 'load_or_run', 'main', 'COMMITTED', 'committed', 'MissingUnit', 'duration', 'progress_text', 'run_table', 'machine_table', 'CHOICES', 'QUOTES', 'Claim', 'protocol_records', 'section5_records', 'sensitivity_records', 'verdict_word', 'committed_protocol', 'decimate', 'run_mnist_protocol', 'ALTERNATIVES', 'choice_effects', 'read_unit_file', 'unit_file', 'unit_files', 'unit_name', 'compact_units', 'run_per_layer', 'layer_groups', 'run_lr_free', 'plan_groups', 'unit_group']

@@ -21,9 +21,14 @@ from hypergrad.experiments.lr_free import run_lr_free
 from hypergrad.experiments.mnist_schedules import run_mnist_schedules
 from hypergrad.experiments.parallel import (
     PARALLEL,
+    PopulationMismatch,
     Stopped,
+    check_population,
     choose_population,
+    pending_jobs,
+    recorded_population,
     run_in_workers,
+    run_on_ray,
     stop_on_signals,
     usable_cores,
 )
@@ -51,8 +56,15 @@ def run(experiment: str, s: dict | None = None, scale: str = "quick",
     """Run ``experiment`` (settings ``s``, default those of ``scale``); with ``out_dir``, resume
     from its unit files and write ``results.json`` there (settings, results, metadata, and
     ``meta``'s items). ``population`` > 1 (mnist-schedules, sensitivity): the online units
-    that allow it N at a time, batched."""
+    that allow it N at a time, batched, in the groups of the plan
+    (:func:`~hypergrad.experiments.store.plan_groups`); a results folder keeps the population
+    of its first start (:func:`~hypergrad.experiments.parallel.check_population`: another one
+    raises :class:`~hypergrad.experiments.parallel.PopulationMismatch` while batchable units
+    are pending)."""
     s = settings(experiment, scale) if s is None else s
+    if out_dir is not None and experiment in PARALLEL and any(
+            g[0].batch is not None for g in pending_jobs(experiment, s, out_dir, population)):
+        check_population(experiment, s, out_dir, population)
     start = time.perf_counter()
     extra = {"population": population} if population != 1 else {}
     result = RUNNERS[experiment](s, out_dir=out_dir, device=device, progress=progress, **extra)
@@ -314,9 +326,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--population", type=_auto_or_positive_int, default="auto",
                    help="mnist-schedules, sensitivity: run the online units that allow it N at "
-                        "a time as one batched (vmap) computation; 1 runs them one at a time; "
-                        "auto (default) measures which of 1 and 8 (and 32, 128 on a GPU) is "
-                        "fastest on this model. The results agree to rounding, not bit for bit")
+                        "a time as one batched (vmap) computation, in groups fixed by the plan; "
+                        "1 runs them one at a time; auto (default) measures which of 1 and 8 "
+                        "(and 32, 128 on a GPU) is fastest on this model on the first start, "
+                        "and reuses the population recorded in the results folder "
+                        "(sweep.json) on every resume. A batched unit rounds differently from "
+                        "one run alone, so a resume with another N is refused")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="mnist-schedules, mnist-protocol, sensitivity: where the long units "
+                        "run: local worker processes (default), or Ray tasks, one per pending "
+                        "group, one CPU (or --gpus-per-task GPUs) each; needs "
+                        "pip install marthe-hypergrad[ray]")
+    p.add_argument("--address", default=None,
+                   help="--executor ray: the Ray cluster to join (auto: the one 'ray start' "
+                        "runs here; default: start a local Ray instance for this run)")
+    p.add_argument("--gpus-per-task", type=float, default=1.0,
+                   help="--executor ray on CUDA: GPUs each task asks for (a fraction packs "
+                        "several tasks on one GPU; default 1)")
     p.add_argument("--workers", type=_auto_or_positive_int, default="auto",
                    help="mnist-schedules, sensitivity: worker processes for the long units; "
                         "auto (default): one single-thread worker per CPU core, or one on a GPU")
@@ -331,6 +357,21 @@ def main(argv: list[str] | None = None) -> int:
         if value not in ("auto", 1) and a.experiment not in PARALLEL:
             p.error(f"argument {flag}: applies to {' and '.join(PARALLEL)} only, not "
                     f"{a.experiment}")
+    if a.executor == "ray":
+        if a.experiment not in PARALLEL:
+            p.error(f"argument --executor: ray applies to {', '.join(PARALLEL)} only, not "
+                    f"{a.experiment}")
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            from hypergrad.experiments.parallel import RAY_MISSING
+
+            p.error(f"argument --executor: {RAY_MISSING}")
+    elif a.address is not None:
+        p.error("argument --address: applies to --executor ray only")
+    g = a.gpus_per_task
+    if not (math.isfinite(g) and g > 0 and (g <= 1 or float(g).is_integer())):
+        p.error(f"argument --gpus-per-task: a fraction in (0, 1] or a whole number, got {g}")
     if a.tasks is not None and a.experiment != "real-world":
         p.error(f"argument --tasks: applies to real-world only, not {a.experiment}")
     if a.seeds is not None:
@@ -374,13 +415,35 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"argument {e}")
     out = result_dir(a.out, a.experiment, a.scale)
     _check_out(p, out)
+    population = a.population
+    if a.experiment in PARALLEL:            # a resumed sweep keeps its groups
+        try:
+            recorded = recorded_population(a.experiment, s, out)
+        except PopulationMismatch as e:
+            p.error(f"argument --population: {e}")
+        if recorded is not None:
+            if population not in ("auto", recorded):
+                p.error(f"argument --population: {out} was started with population "
+                        f"{recorded} (recorded in {out / 'sweep.json'}); another population "
+                        f"would group its units otherwise (a batched unit rounds differently). "
+                        f"Resume with --population {recorded} or auto, or use another --out")
+            population = recorded
     # SIGTERM/SIGINT raise Stopped: the workers are stopped and nothing is left half-written
     # (see hypergrad.experiments.parallel); the next run resumes from the stored units
     try:
         with stop_on_signals():
             engine = {}
-            if a.experiment in PARALLEL:
-                engine = _engine(a.experiment, s, device, a.workers, a.population)
+            if a.experiment in PARALLEL and a.executor == "ray":
+                # each task runs torch on one thread: the population is measured so
+                one_per_core = usable_cores() if torch.device(device).type == "cpu" else 1
+                chosen = _engine(a.experiment, s, device, one_per_core, population)
+                engine = {"executor": "ray", "population": chosen["population"]} | {
+                    k: v for k, v in chosen.items() if k == "population_measured"}
+                engine["parallel"] = run_on_ray(
+                    a.experiment, s, out, device, engine["population"], address=a.address,
+                    gpus_per_task=a.gpus_per_task, progress=not a.no_progress)
+            elif a.experiment in PARALLEL:
+                engine = _engine(a.experiment, s, device, a.workers, population)
                 if engine["workers"] > 1:
                     engine["parallel"] = run_in_workers(
                         a.experiment, s, out, device, engine["workers"], engine["threads"],
@@ -392,8 +455,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{p.prog}: {e}: the units stored so far are kept, the run resumes from them "
               f"when started again", file=sys.stderr)
         return 128 + e.signum
-    except (DataError, OSError, RuntimeError) as e:  # missing or corrupt data, unwritable
-        print(f"{p.prog}: error: {e}", file=sys.stderr)  # files, a failed worker: no traceback
+    except (DataError, OSError, RuntimeError, PopulationMismatch, ImportError) as e:
+        # missing or corrupt data, unwritable files, a failed worker or task: no traceback
+        print(f"{p.prog}: error: {e}", file=sys.stderr)
         return 1
     u = result.get("units", {})
     if engine.get("parallel"):          # the units the workers computed were loaded here

@@ -32,7 +32,8 @@ from hypergrad.lrs_opt import LrsOptResult
 
 __all__ = ['select_kappa', 'MissingUnit', 'UnitStore', 'result_dir', 'load_results', 'float32_trace', 'Unit', 'compute_batched',
            'UNIT_SUFFIX', 'LEGACY_SUFFIX', 'read_unit_file', 'unit_name', 'unit_file',
-           'unit_files', 'compact_units', 'remove_stale_temporary_files']
+           'unit_files', 'compact_units', 'remove_stale_temporary_files', 'plan_groups',
+           'alone', 'unit_group', 'cpu_model']
 
 
 # =========================================================================== unit store
@@ -376,22 +377,66 @@ class UnitStore:
             return f"{path} is not a unit file"
         return f"{path} holds other settings"
 
-    def put(self, name: str, unit_settings: dict, result: dict, wall: float | None) -> None:
+    def put(self, name: str, unit_settings: dict, result: dict, wall: float | None,
+            group: dict | None = None) -> None:
         """Store a unit computed elsewhere (e.g. with others, as one population): its file,
         ``<name>.json.gz``, is gzip-compressed compact JSON
         (:func:`~hypergrad.io.atomic_write_json_gz`) with its settings, result and
-        :func:`~hypergrad.io.run_metadata` (commit, hardware, threads, wall time). A legacy
+        :func:`~hypergrad.io.run_metadata` (commit, hardware, threads, wall time), to which are
+        added the CPU's model (``cpu``, see :func:`cpu_model`) and the computation the unit
+        was part of (``group``: ``{"population": N, "members": [names]}``, see
+        :func:`plan_groups`; default :func:`alone`, the unit computed by itself). A legacy
         ``<name>.json`` is deleted (the new file replaces it, as a rewrite would)."""
         self._writable(name)
         unit_settings, result = _jsonable(unit_settings), _jsonable(result)
         self.memory[name] = (unit_settings, result)
         self.wall[name] = wall
         if self.folder is not None:
+            meta = run_metadata(wall) | {"cpu": cpu_model(),
+                                         "group": _jsonable(group or alone(name))}
             atomic_write_json_gz(self.path(name), {
-                "settings": unit_settings, "result": result, "meta": run_metadata(wall)})
+                "settings": unit_settings, "result": result, "meta": meta})
             self.path(name, LEGACY_SUFFIX).unlink(missing_ok=True)
             self.path(name, ".ckpt.json").unlink(missing_ok=True)   # see checkpoint()
         self.computed += 1
+
+
+_CPU_MODEL: list[str] = []
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux; else ``platform.processor()``),
+    recorded in every unit's meta: the kernels a CPU runs, hence a float32 run's rounding,
+    depend on it."""
+    if not _CPU_MODEL:
+        import platform
+
+        name = ""
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    name = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+        _CPU_MODEL.append(name or platform.processor() or platform.machine())
+    return _CPU_MODEL[0]
+
+
+def alone(name: str) -> dict:
+    """The group of a unit computed by itself (not batched): population 1, itself."""
+    return {"population": 1, "members": [name]}
+
+
+def unit_group(data: dict | None) -> dict | None:
+    """The group a unit file's content (:func:`read_unit_file`) records in its meta
+    (``{"population", "members"}``), or ``None``: *grouping not recorded*, as in the unit
+    files written before groups were (they were computed alone or in some population, it
+    is not known which)."""
+    group = ((data or {}).get("meta") or {}).get("group")
+    ok = (isinstance(group, dict) and isinstance(group.get("population"), int)
+          and isinstance(group.get("members"), list) and group["members"])
+    return group if ok else None
 
 
 @dataclass(frozen=True)
@@ -408,23 +453,61 @@ class Unit:
     batch: dict | None = None
 
 
+def plan_groups(units: list[Unit], population: int) -> list[list[Unit]]:
+    """The groups (jobs) of a plan, a function of the plan and the population size alone:
+    the batchable units (``Unit.batch``) in the plan's order, ``population`` at a time (the
+    last group may be smaller), each other unit alone, every group at the place of its first
+    member. With ``population`` 1 every unit is alone. Which units are stored plays no part:
+    an interrupted and resumed sweep computes the groups an uninterrupted one does, and a
+    unit's group (recorded in its meta by :func:`compute_batched`) can be computed again."""
+    groups: list[list[Unit]] = []
+    open_: list[Unit] | None = None
+    for u in units:
+        if u.batch is not None and population > 1:
+            if open_ is None or len(open_) == population:
+                open_ = []
+                groups.append(open_)
+            open_.append(u)
+        else:
+            groups.append([u])
+    return groups
+
+
 def compute_batched(task, units: list[Unit], store: UnitStore, population: int,
-                    finish: Callable[[Unit, dict], dict]) -> int:
-    """The batchable ``units`` not stored yet, ``population`` at a time as one
-    :func:`~hypergrad.population.run_population` computation (``task.online_many``); each
-    member is stored as ``finish(unit, run)`` with its share of the wall time. Returns the
-    number computed."""
-    todo = [u for u in units if u.batch is not None and store.lookup(u.name, u.settings) is None]
-    for i in range(0, len(todo), population):
-        chunk = todo[i:i + population]
+                    finish: Callable[[Unit, dict], dict],
+                    done: Callable[[list[str]], None] | None = None) -> int:
+    """Compute the groups of ``units`` (the experiment's whole plan, in its order:
+    :func:`plan_groups`) of batchable units with ``population`` > 1 of which a member is not
+    stored: each as one :func:`~hypergrad.population.run_population` computation
+    (``task.online_many``) of *all* its members, in the group's order, so that a member's
+    numbers never depend on which members happened to be pending. Only the members not
+    stored are stored (``finish(unit, run)``, each with its share of the wall time and its
+    group in the meta); a stored member is never rewritten. ``done(names)`` is called with
+    the names stored after each group. Returns the number of units stored."""
+    if population <= 1:
+        return 0
+    n = 0
+    for group in plan_groups(units, population):
+        if group[0].batch is None:
+            continue
+        missing = {u.name for u in group if store.lookup(u.name, u.settings) is None}
+        if not missing:
+            continue
         start = time.perf_counter()
         runs = task.online_many([(task.init_params(u.batch["seed"]), task.batches(u.batch["seed"]),
                                   u.batch["lr0"], u.batch["beta"], u.batch["mu"], u.batch["kappa"])
-                                 for u in chunk])
-        share = (time.perf_counter() - start) / len(chunk)
-        for u, run in zip(chunk, runs, strict=True):
-            store.put(u.name, u.settings, finish(u, run), share)
-    return len(todo)
+                                 for u in group])
+        share = (time.perf_counter() - start) / len(group)
+        record = {"population": population, "members": [u.name for u in group]}
+        stored = []
+        for u, run in zip(group, runs, strict=True):
+            if u.name in missing:
+                store.put(u.name, u.settings, finish(u, run), share, group=record)
+                stored.append(u.name)
+        n += len(stored)
+        if done is not None:
+            done(stored)
+    return n
 
 
 def float32_trace(values) -> list:
