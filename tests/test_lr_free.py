@@ -283,3 +283,22 @@ def test_the_cifar_settings_run_with_batchnorm(monkeypatch):
         assert len(r["curve"]["step"]) == (0 if r["diverged"] else 2)
     ev = task.evaluate(task.module(0))
     assert set(ev) == {"val_loss", "val_acc", "test_acc"}
+
+
+@needs_mnist
+def test_the_budget_explorer_redraws(tiny):
+    """The explorer of chapter 12 draws once, and again with another budget; the figure's
+    labels give the steps each method takes in that budget."""
+    from hypergrad.viz import lr_free as lv
+
+    _, res, _ = tiny
+    cost = {m: 2.0 for m in lr_free.METHODS}
+    cost["fixed"] = 1.0
+    w = lv.explore_budget(res, cost)
+    before = w.output.outputs[0]["data"]["image/png"]
+    w.controls["budget"].value = 2
+    assert w.output.outputs[0]["data"]["image/png"] != before
+    fig = lv.budget_figure(res, cost, 4)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert "fixed η, 4 steps" in labels and "HD, 2 steps" in labels
+    assert all(t.get_fontsize() >= 10 for t in fig.axes[0].get_yticklabels())

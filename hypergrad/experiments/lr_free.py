@@ -389,7 +389,8 @@ def count_passes(task: LrFreeTask, method: str, value: float | None = None, seed
     return {k: v / steps for k, v in c.counts.items()}
 
 
-def equal_time(res: dict, cost: dict[str, float], key: str = "test_acc") -> dict:
+def equal_time(res: dict, cost: dict[str, float], key: str = "test_acc",
+               budget: float | None = None) -> dict:
     """Every method's accuracy at the wall-clock time of the plain SGD run's ``T`` steps: a
     method whose step costs ``cost[m]`` SGD steps gets ``T / cost[m]`` steps (at most
     ``T``), and is read at the last checkpoint of its ``curve`` within them (``key``: the
@@ -397,15 +398,16 @@ def equal_time(res: dict, cost: dict[str, float], key: str = "test_acc") -> dict
     Returns ``{method: {"steps": k, "acc": paired(...)}}`` over the reported seeds, a run
     that diverged before step ``k`` (its curve stops there) counting as 0; methods without a cost are left out. Only methods with no
     horizon of their own are read fairly this way (all here but the cosine schedule, whose
-    cost is within a few percent of SGD's, so that it gets all ``T`` steps)."""
+    cost is within a few percent of SGD's, so that it gets all ``T`` steps). ``budget``: another
+    wall time, in plain SGD steps (default ``T``)."""
     T = res["settings"]["T"]
     out = {}
     for m, runs in res["report"].items():
         if m not in cost:
             continue
         every = res["settings"]["checkpoint_every"]
-        budget = int(T / cost[m])
-        steps = T if budget >= T else budget // every * every
+        mine = int((T if budget is None else budget) / cost[m])
+        steps = T if mine >= T else mine // every * every
         accs = [r["curve"][key][r["curve"]["step"].index(steps)]
                 if steps in r["curve"]["step"] else 0.0 for r in runs]
         out[m] = {"steps": steps, "acc": paired(accs)}

@@ -17,7 +17,8 @@ from hypergrad.viz.style import color
 
 __all__ = ["WIDTH", "step_size_figure", "accuracy_figure", "summary_markdown",
            "defaults_markdown", "chosen_text", "diverged_text", "errors_text", "versions",
-           "cost_markdown", "equal_time_markdown", "time_figure"]
+           "cost_markdown", "equal_time_markdown", "time_figure", "gap_text",
+           "budget_figure", "explore_budget"]
 
 #: the width of this chapter's figures, in inches (a text column)
 WIDTH = 7.0
@@ -247,3 +248,69 @@ def time_figure(res: dict, cost: dict, key: str = "test_acc") -> Figure:
     axes[1].set_title("(b) learning-rate-free", fontsize=_FS)
     _legend_below(fig, list(axes), ncol=3)
     return fig
+
+
+def gap_text(res: dict) -> str:
+    """The mean gap between validation and test accuracy over the reported runs that did not
+    diverge, in points, as a range over the methods that read the validation set while
+    training and over those that do not: what seeing the validation set does to the
+    validation score."""
+    from hypergrad.experiments.lr_free import uses_validation
+
+    def gap(m):
+        ok = [r for r in res["report"][m] if not r["diverged"]]
+        return 100 * float(np.mean([r["val_acc"] - r["test_acc"] for r in ok])) if ok else None
+
+    gaps = {m: gap(m) for m in res["report"]}
+    parts = []
+    for yes, who in ((True, "the hypergradient methods"),
+                     (False, "the methods that do not read it")):
+        g = [v for m, v in gaps.items() if v is not None and uses_validation(m) == yes]
+        if g:
+            parts.append(f"{min(g):+.1f} to {max(g):+.1f} points for {who}")
+    return "validation minus test accuracy: " + "; ".join(parts)
+
+
+def budget_figure(res: dict, cost: dict, budget: float, key: str = "test_acc") -> Figure:
+    """Each method's accuracy (``key``) after ``budget`` plain SGD steps of wall time
+    (:func:`~hypergrad.experiments.lr_free.equal_time`): the mean over the reported seeds
+    (bar, a diverged run counting 0), with the steps it took beside its name."""
+    eq = equal_time(res, cost, key, budget)
+    methods = [m for m in METHODS if m in eq]
+    fig = new_figure(width=WIDTH, height=0.32 * len(methods) + 1.2)
+    ax = fig.subplots()
+    for i, m in enumerate(methods):
+        e = eq[m]
+        ax.barh(len(methods) - 1 - i, e["acc"]["mean"], color=_colour(m), alpha=0.8)
+    ax.set_yticks(range(len(methods)),
+                  [f"{label(m)}, {eq[m]['steps']} steps" for m in reversed(methods)],
+                  fontsize=_FS)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(("test" if key == "test_acc" else "validation") +
+                  f" accuracy after {budget:g} SGD steps of time", fontsize=_FS)
+    ax.tick_params(labelsize=_FS)
+    ax.grid(axis="x", color="0.9")
+    return fig
+
+
+def explore_budget(res: dict, cost: dict):
+    """A slider for the wall-time budget (in plain SGD steps, from one record's worth to
+    twice ``T``) and a choice of accuracy, above :func:`budget_figure`."""
+    import ipywidgets as W
+
+    from hypergrad.viz.widgets import _explorer
+
+    s = res["settings"]
+    every, T = s["checkpoint_every"], s["T"]
+
+    def draw(budget, key):
+        return budget_figure(res, cost, budget, key)
+
+    return _explorer(draw, dict(
+        budget=W.IntSlider(value=T, min=every, max=2 * T, step=every,
+                           description="time (SGD steps)", continuous_update=False,
+                           style={"description_width": "initial"}),
+        key=W.Dropdown(options=[("test accuracy", "test_acc"),
+                                ("validation accuracy", "val_acc")],
+                       value="test_acc", description="accuracy"),
+    ), columns=2)
