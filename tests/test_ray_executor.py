@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -120,9 +119,9 @@ def test_a_killed_worker_is_retried_and_its_units_are_whole(ray_instance, local_
 
 @needs_ray
 def test_a_stopped_sweep_resumes_with_either_executor_and_recomputes_nothing(
-        ray_instance, tmp_path):
+        ray_instance, tmp_path, monkeypatch):
     """Started by the local executor (two groups of 2), continued on Ray and stopped by
-    SIGTERM once a unit more is stored (its tasks cancelled, the Ray instance it did not
+    SIGTERM once a group more is stored (its tasks cancelled, the Ray instance it did not
     start left running), then finished on Ray: each start stores only what is pending, the
     files stored before a start are not rewritten, and the result is the uninterrupted local
     sweep's, bit for bit."""
@@ -144,21 +143,19 @@ def test_a_stopped_sweep_resumes_with_either_executor_and_recomputes_nothing(
 
     first = snapshot()
     assert len(first) == 2 * n
-    returned = threading.Event()
+    shown = parallel._postfix
 
-    def stop_after_one_more():
-        deadline = time.monotonic() + 60
-        while len(list(units.glob("*.json.gz"))) <= 2 * n and time.monotonic() < deadline:
-            time.sleep(0.005)
-        if not returned.is_set():
-            os.kill(os.getpid(), signal.SIGTERM)
+    def stop_at_the_first_group_done(bar, names, ok=True):
+        # the driver reports a finished group here, inside its signal handlers: SIGTERM now
+        # stops it deterministically (a signal from a timer thread could arrive after the
+        # sweep had ended, where Ray's own handler would end the test process)
+        shown(bar, names, ok)
+        os.kill(os.getpid(), signal.SIGTERM)
 
-    threading.Thread(target=stop_after_one_more, daemon=True).start()
-    try:
-        with pytest.raises(parallel.Stopped):
-            parallel.run_on_ray("sensitivity", s, out, population=n, progress=False)
-    finally:
-        returned.set()
+    monkeypatch.setattr(parallel, "_postfix", stop_at_the_first_group_done)
+    with pytest.raises(parallel.Stopped):
+        parallel.run_on_ray("sensitivity", s, out, population=n, progress=False)
+    monkeypatch.setattr(parallel, "_postfix", shown)
     assert ray.is_initialized()                   # not started by the sweep: left running
     time.sleep(0.5)                               # the cancelled workers are gone
     second = snapshot()

@@ -349,6 +349,17 @@ def _postfix(bar, names, ok: bool = True) -> None:
         bar.set_postfix_str(f"{'done' if ok else 'FAILED'}: {names[-1]}{more}", refresh=False)
 
 
+def _check_stored(errors: list[str], experiment: str, s: dict, out_dir, who: str) -> None:
+    """Raise for the units that failed (named, with why), then for any unit of the plan that
+    ``who`` left unstored."""
+    if errors:
+        raise _failed(errors)
+    missing = pending_units(experiment, s, out_dir)
+    if missing:
+        raise RuntimeError(f"{len(missing)} unit(s) were not stored by {who}, e.g. "
+                           f"{missing[0].name}")
+
+
 def run_in_workers(experiment: str, s: dict, out_dir, device="cpu", workers: int = 2,
                    threads: int = 1, population: int = 1, progress: bool = True) -> dict:
     """Compute the pending long units of ``experiment`` in ``workers`` processes of
@@ -415,12 +426,7 @@ def run_in_workers(experiment: str, s: dict, out_dir, device="cpu", workers: int
             _stop_workers(procs)
             queue.cancel_join_thread()      # jobs left in the pipe must not hold up the exit
             queue.close()
-    if errors:
-        raise _failed(errors)
-    missing = pending_units(experiment, s, out_dir)
-    if missing:
-        raise RuntimeError(f"{len(missing)} unit(s) were not stored by the workers (a worker "
-                           f"died?), e.g. {missing[0].name}")
+    _check_stored(errors, experiment, s, out_dir, "the workers (a worker died?)")
     print(f"{experiment}: {stored} units in {n} worker(s) x {threads} thread(s), "
           f"population {population}, {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return info | {"units": stored, "wall_time_s": time.perf_counter() - start}
@@ -577,12 +583,7 @@ def run_on_ray(experiment: str, s: dict, out_dir, device="cpu", population: int 
     finally:
         if started:
             ray.shutdown()
-    if errors:
-        raise _failed(errors)
-    missing = pending_units(experiment, s, out_dir)
-    if missing:
-        raise RuntimeError(f"{len(missing)} unit(s) were not stored by the Ray tasks, e.g. "
-                           f"{missing[0].name}")
+    _check_stored(errors, experiment, s, out_dir, "the Ray tasks")
     wall = time.perf_counter() - start
     print(f"{experiment}: {stored} units in {info['tasks']} Ray task(s), population "
           f"{population}, {wall:.1f} s", file=sys.stderr)
