@@ -238,6 +238,11 @@ def test_equal_time_reads_each_curve_within_the_budget():
            "report": {"fixed": [run([.1, .2, .3, .4]), run([.2, .3, .4, .5])],
                       "slow": [run([.5, .6, .7, .8]), run([.5], diverged_at=12)],
                       "none": [run([.1, .2, .3, .4])]}}
+    res["report"]["cosine"] = res["report"]["fixed"]
+    out = lr_free.equal_time(res, {"fixed": 1.0, "slow": 2.9, "cosine": 1.1})
+    assert out["cosine"]["steps"] == 40             # planned for T: read at T
+    assert lr_free.equal_time(res, {"cosine": 1.1}, budget=40)["cosine"]["steps"] == 40
+    assert lr_free.equal_time(res, {"cosine": 1.1}, budget=35)["cosine"]["steps"] == 30
     out = lr_free.equal_time(res, {"fixed": 1.0, "slow": 2.9})
     assert set(out) == {"fixed", "slow"}
     assert out["fixed"]["steps"] == 40 and out["fixed"]["acc"]["mean"] == pytest.approx(0.45)

@@ -37,7 +37,7 @@ from hypergrad.dynamics import DivergenceError
 from hypergrad.experiments.stats import paired
 from hypergrad.experiments.store import UnitStore, _seed_key, float32_trace
 
-__all__ = ["LrFreeTask", "one_step", "count_passes", "equal_time", "TUNED", "LR_FREE", "METHODS", "HYPER", "PACKAGES", "uses_validation",
+__all__ = ["LrFreeTask", "one_step", "count_passes", "equal_time", "HORIZON", "TUNED", "LR_FREE", "METHODS", "HYPER", "PACKAGES", "uses_validation",
            "make_optimizer", "train_run", "run_lr_free", "package_errors"]
 
 #: the tuned methods, the baselines (η) and the hypergradient methods (β)
@@ -45,6 +45,8 @@ TUNED = ("fixed", "cosine", "hd", "rtho", "marthe-mu0.9", "marthe-auto-mu")
 #: the learning-rate-free optimizers, run at their authors' defaults
 LR_FREE = ("prodigy", "sf-sgd", "sf-adamw", "dadapt-sgd", "dog")
 METHODS = TUNED + LR_FREE
+#: the methods whose schedule is planned for the horizon ``T`` (read at ``T`` in SGD's time)
+HORIZON = ("cosine",)
 #: the methods that read the validation set while training
 HYPER = ("hd", "rtho", "marthe-mu0.9", "marthe-auto-mu")
 #: the package (and its import name) behind each learning-rate-free method
@@ -397,17 +399,19 @@ def equal_time(res: dict, cost: dict[str, float], key: str = "test_acc",
     checkpoint's test accuracy on the first ``checkpoint_test`` images, or ``"val_acc"``).
     Returns ``{method: {"steps": k, "acc": paired(...)}}`` over the reported seeds, a run
     that diverged before step ``k`` (its curve stops there) counting as 0; methods without a cost are left out. Only methods with no
-    horizon of their own are read fairly this way (all here but the cosine schedule, whose
-    cost is within a few percent of SGD's, so that it gets all ``T`` steps). ``budget``: another
-    wall time, in plain SGD steps (default ``T``)."""
+    horizon of their own are read fairly this way: a method of :data:`HORIZON` (the cosine
+    schedule, planned for ``T`` steps) is read at ``T`` in SGD's time or more, its step
+    costing SGD's and a scalar update. ``budget``: another wall time, in plain SGD steps
+    (default ``T``)."""
     T = res["settings"]["T"]
     out = {}
     for m, runs in res["report"].items():
         if m not in cost:
             continue
         every = res["settings"]["checkpoint_every"]
-        mine = int((T if budget is None else budget) / cost[m])
-        steps = T if mine >= T else mine // every * every
+        b = T if budget is None else budget
+        mine = int(b / cost[m])
+        steps = T if mine >= T or (m in HORIZON and b >= T) else mine // every * every
         accs = [r["curve"][key][r["curve"]["step"].index(steps)]
                 if steps in r["curve"]["step"] else 0.0 for r in runs]
         out[m] = {"steps": steps, "acc": paired(accs)}
