@@ -354,13 +354,14 @@ def _lr_free_cnn_settings(scale: str) -> dict:
     if scale == "paper":
         return s
     s["grids"] = {m: g[1:] for m, g in s["grids"].items()}    # three values
-    # a narrower network on smaller minibatches over 60 steps, one selection seed and
-    # three reported ones: the quick scale's budget                              [choice]
-    s.update(width=4, batch_size=50, val_batch_size=50, T=60, checkpoint_every=20,
-             checkpoint_test=500,
-             select_seeds=[100], seeds=[0, 1, 2])
-    if scale == "tiny":
-        s["grids"] = {m: g[1:] for m, g in s["grids"].items()}
+    s.update(width=4, select_seeds=[100], seeds=[0, 1, 2])
+    if scale == "quick":
+        # a narrower network on smaller minibatches over 60 steps, one selection seed and
+        # three reported ones: the quick scale's budget                          [choice]
+        s.update(batch_size=50, val_batch_size=50, T=60, checkpoint_every=20,
+                 checkpoint_test=500)
+        return s
+    s["grids"] = {m: g[1:] for m, g in s["grids"].items()}    # tiny: two values
     return s
 
 
