@@ -307,3 +307,23 @@ def test_the_budget_explorer_redraws(tiny):
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert "fixed η, 4 steps" in labels and "HD, 2 steps" in labels
     assert all(t.get_fontsize() >= 10 for t in fig.axes[0].get_yticklabels())
+
+
+@needs_mnist
+def test_lrs_opt_is_paired_with_the_fixed_rate_on_part_two_seeds():
+    """LRS-OPT's Part II references share the MLP task's weights and minibatches on their
+    seeds, so they pair with the fixed rate there; the CNN task has none."""
+    from pathlib import Path
+
+    from hypergrad.viz import lr_free as lv
+
+    root = Path(__file__).resolve().parent.parent / "results"
+    units = root / "mnist-schedules" / "paper" / "units"
+    mlp = ex.run_lr_free(ex.settings("lr-free", "paper"), out_dir=root / "lr-free" / "paper",
+                         progress=False, readonly=True)
+    text = lv.lrs_opt_text(mlp, units)
+    seeds = ex.settings("mnist-schedules", "paper")["lrs_opt"]["seeds"]
+    assert f"run on {len(seeds)} of these seeds" in text and "Adam" in text
+    cnn = {"settings": ex.settings("lr-free-cnn", "paper"), "report": {}}
+    assert lv.lrs_opt_text(cnn, units) == ""
+    assert lv.lrs_opt_text(mlp, root / "nowhere") == ""

@@ -18,7 +18,7 @@ from hypergrad.viz.style import color
 __all__ = ["WIDTH", "step_size_figure", "accuracy_figure", "summary_markdown",
            "defaults_markdown", "chosen_text", "diverged_text", "errors_text", "versions",
            "cost_markdown", "equal_time_markdown", "time_figure", "gap_text",
-           "budget_figure", "explore_budget"]
+           "budget_figure", "explore_budget", "lrs_opt_text"]
 
 #: the width of this chapter's figures, in inches (a text column)
 WIDTH = 7.0
@@ -314,3 +314,42 @@ def explore_budget(res: dict, cost: dict):
                                 ("validation accuracy", "val_acc")],
                        value="test_acc", description="accuracy"),
     ), columns=2)
+
+
+def lrs_opt_text(res: dict, units: str) -> str:
+    """LRS-OPT beside the comparison, from Part II's committed references (``units``: the
+    ``mnist-schedules`` paper-scale unit folder): the same task, initial weights and
+    minibatches on its seeds, so that its test accuracy pairs with the fixed rate's on those
+    seeds. One sentence; empty when the task is not Part II's or a unit is missing."""
+    from pathlib import Path
+
+    from hypergrad.experiments import settings as _settings
+    from hypergrad.experiments.mnist_schedules import lrs_opt_settings
+    from hypergrad.experiments.stats import paired
+    from hypergrad.experiments.store import read_unit_file, unit_file
+
+    s, part2 = res["settings"], _settings("mnist-schedules", "paper")
+    same = all(s.get(k) == part2[k] for k in ("n_train", "n_val", "data_seed", "sizes",
+                                               "batch_size", "T"))
+    seeds = [sd for sd in part2["lrs_opt"]["seeds"] if sd in s["seeds"]]
+    if not same or len(seeds) < 2:
+        return ""
+    ours = {sd: r for sd, r in zip(s["seeds"], res["report"]["fixed"], strict=True)}
+    lrs = []
+    for sd in seeds:
+        path = unit_file(Path(units), f"lrs_opt_seed{sd}")
+        data = read_unit_file(path) if path is not None else None
+        if data is None or data["settings"] != lrs_opt_settings(part2, sd):
+            return ""
+        lrs.append(data["result"]["test_acc"] or 0.0)
+    fixed = [ours[sd]["test_acc"] or 0.0 for sd in seeds]
+    a, d = paired(lrs), paired([x - y for x, y in zip(lrs, fixed, strict=True)])
+    opt = part2["lrs_opt"]
+    return (f"LRS-OPT, the offline reference of Part II, was run on {len(seeds)} of these "
+            f"seeds ({opt['iterations']} iterations of "
+            f"{ {'adam': 'Adam'}.get(opt['optimizer'], opt['optimizer'])} on the schedule, "
+            f"each a forward and a reverse pass through the {s['T']} steps, rates capped at "
+            f"{opt['max_lr']:g}): test accuracy {100 * a['mean']:.1f} % "
+            f"[{100 * a['lo']:.1f}, {100 * a['hi']:.1f}], {100 * d['mean']:+.1f} points "
+            f"against the fixed rate on the same seeds (95 % interval {100 * d['lo']:+.1f} "
+            f"to {100 * d['hi']:+.1f})")
