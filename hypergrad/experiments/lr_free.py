@@ -41,14 +41,14 @@ __all__ = ["LrFreeTask", "one_step", "count_passes", "equal_time", "HORIZON", "T
            "make_optimizer", "train_run", "run_lr_free", "package_errors"]
 
 #: the tuned methods, the baselines (η) and the hypergradient methods (β)
-TUNED = ("fixed", "cosine", "hd", "rtho", "marthe-mu0.9", "marthe-auto-mu")
+TUNED = ("fixed", "cosine", "hd", "rtho", "marthe-mu0.9", "marthe-auto-mu", "marthe")
 #: the learning-rate-free optimizers, run at their authors' defaults
 LR_FREE = ("prodigy", "sf-sgd", "sf-adamw", "dadapt-sgd", "dog")
 METHODS = TUNED + LR_FREE
 #: the methods whose schedule is planned for the horizon ``T`` (read at ``T`` in SGD's time)
 HORIZON = ("cosine",)
 #: the methods that read the validation set while training
-HYPER = ("hd", "rtho", "marthe-mu0.9", "marthe-auto-mu")
+HYPER = ("hd", "rtho", "marthe-mu0.9", "marthe-auto-mu", "marthe")
 #: the package (and its import name) behind each learning-rate-free method
 PACKAGES = {"prodigy": ("prodigyopt", "prodigyopt"), "sf-sgd": ("schedulefree", "schedulefree"),
             "sf-adamw": ("schedulefree", "schedulefree"),
@@ -161,11 +161,12 @@ class LrFreeTask:
 
 
 def make_optimizer(method: str, net: torch.nn.Module, value: float | None, s: dict,
-                   val_closure=None) -> torch.optim.Optimizer:
+                   val_closure=None, kappa: float | None = None) -> torch.optim.Optimizer:
     """The optimizer of ``method`` over ``net``'s parameters: ``value`` is η (``"fixed"``,
-    ``"cosine"``) or β (the hypergradient methods), both stepping with heavy-ball momentum
-    ``s["momentum"]`` (0 if absent); the learning-rate-free ones take the keyword arguments
-    of ``s["defaults"][method]`` (their authors' defaults)."""
+    ``"cosine"``) or β (the hypergradient methods; ``"marthe"``, with adaptive μ and β, starts
+    its β there and adapts it with step size ``kappa``), both stepping with heavy-ball
+    momentum ``s["momentum"]`` (0 if absent); the learning-rate-free ones take the keyword
+    arguments of ``s["defaults"][method]`` (their authors' defaults)."""
     from hypergrad import optim
 
     params = net.parameters()
@@ -175,8 +176,10 @@ def make_optimizer(method: str, net: torch.nn.Module, value: float | None, s: di
         return torch.optim.SGD(params, lr=value, momentum=momentum)
     if method in HYPER:
         cls = {"hd": optim.HD, "rtho": optim.RTHO}.get(method, optim.Marthe)
-        mu = {"marthe-mu0.9": 0.9, "marthe-auto-mu": "auto"}.get(method)
+        mu = {"marthe-mu0.9": 0.9, "marthe-auto-mu": "auto", "marthe": "auto"}.get(method)
         extra = {} if mu is None else {"mu": mu}
+        if method == "marthe":
+            extra["kappa"] = kappa
         return cls(params, "sgd", lr=s["lr0"], momentum=momentum, beta=value,
                    val_closure=val_closure, **extra)
     if method == "prodigy":
@@ -233,7 +236,8 @@ def one_step(method: str, opt: torch.optim.Optimizer, net: torch.nn.Module, x: t
     return loss.detach()
 
 
-def _setup(task: LrFreeTask, method: str, value: float | None, seed: int):
+def _setup(task: LrFreeTask, method: str, value: float | None, seed: int,
+           kappa: float | None = None):
     """The network, optimizer, cosine schedule and DoG averager of a run, the holder of the
     validation minibatch index its ``val_closure`` reads, and those minibatches."""
     s = task.s
@@ -250,7 +254,7 @@ def _setup(task: LrFreeTask, method: str, value: float | None, seed: int):
         finally:
             net.train(was)
 
-    opt = make_optimizer(method, net, value, s, val_closure)
+    opt = make_optimizer(method, net, value, s, val_closure, kappa)
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s["T"])
              if method == "cosine" else None)
     averager = None
@@ -277,6 +281,23 @@ def _evaluated(task: LrFreeTask, method: str, net, opt, averager, test_limit=Non
 
 def train_run(task: LrFreeTask, method: str, value: float | None, seed: int,
               trace: dict | None = None) -> dict:
+    """One run of ``method`` on ``seed`` (:func:`_train`). MARTHE with adaptive μ and β
+    (``"marthe"``) chooses its κ as Section 4 does, per run: ``s["kappa_start"]``, divided
+    by 10 until the run does not diverge (at most ``s["kappa_tries"]`` tries); its result
+    gives the κ it ran with (``kappa``) and the tries (``kappa_tries``)."""
+    if method != "marthe":
+        return _train(task, method, value, seed, trace)
+    s = task.s
+    for i in range(s["kappa_tries"]):
+        kappa = s["kappa_start"] / 10 ** i
+        res = _train(task, method, value, seed, trace, kappa)
+        if not res["diverged"]:
+            break
+    return {**res, "kappa": kappa, "kappa_tries": i + 1}
+
+
+def _train(task: LrFreeTask, method: str, value: float | None, seed: int,
+           trace: dict | None = None, kappa: float | None = None) -> dict:
     """One run of ``method`` on ``seed``: final validation loss and accuracy, test accuracy,
     the first training loss, the effective step size of every step (float32), the seconds a
     step took (evaluations excluded), whether (and when) it diverged (a non-finite number, or
@@ -287,7 +308,7 @@ def train_run(task: LrFreeTask, method: str, value: float | None, seed: int,
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     s = task.s
-    net, opt, sched, averager, vb, _ = _setup(task, method, value, seed)
+    net, opt, sched, averager, vb, _ = _setup(task, method, value, seed, kappa)
     if trace is not None:
         trace["optimizer"] = opt
     every = s["checkpoint_every"]
@@ -383,7 +404,8 @@ def count_passes(task: LrFreeTask, method: str, value: float | None = None, seed
     """The passes through the network one step of ``method`` makes, counted over ``steps``
     steps of a run and divided by ``steps``: forward passes on the training minibatch and on
     the validation minibatch, gradients (backward passes) and Hessian–vector products."""
-    net, opt, sched, averager, vb, val = _setup(task, method, value, seed)
+    kappa = task.s.get("kappa_start") if method == "marthe" else None
+    net, opt, sched, averager, vb, val = _setup(task, method, value, seed, kappa)
     with _PassCounter(net, [xv for xv, _ in val]) as c:
         for t, (x, y) in enumerate(task.batches(seed)[:steps]):
             vb["i"] = t
@@ -425,6 +447,8 @@ def _unit_settings(s: dict, method: str, value: float | None, seed: int) -> dict
     task = {k: s[k] for k in keys if k in s}
     extra = ({"lr0": s["lr0"]} if method in HYPER else
              {"defaults": s["defaults"][method]} if method in LR_FREE else {})
+    if method == "marthe":
+        extra.update(kappa_start=s["kappa_start"], kappa_tries=s["kappa_tries"])
     return {**task, **extra, "method": method, "value": value, "seed": seed}
 
 

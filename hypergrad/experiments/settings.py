@@ -299,7 +299,12 @@ def _lr_free_settings(scale: str) -> dict:
         "grids": {"fixed": [0.03, 0.1, 0.3, 1.0], "cosine": [0.03, 0.1, 0.3, 1.0],
                   "hd": [1e-3, 3e-3, 1e-2, 3e-2], "rtho": [1e-5, 3e-5, 1e-4, 3e-4],
                   "marthe-mu0.9": [1e-4, 3e-4, 1e-3, 3e-3],
-                  "marthe-auto-mu": [3e-5, 1e-4, 3e-4, 1e-3]},
+                  "marthe-auto-mu": [3e-5, 1e-4, 3e-4, 1e-3],
+                  # MARTHE with adaptive μ and β: its β_0 on adaptive μ's grid, κ chosen
+                  # per run by Section 4's rule (0.1, divided by 10 until the run does not
+                  # diverge), as in Part II                                      [choice]
+                  "marthe": [3e-5, 1e-4, 3e-4, 1e-3]},
+        "kappa_start": 0.1, "kappa_tries": 5,
         # the learning-rate-free optimizers at their authors' defaults (the constructors'
         # defaults, written out so that a unit records them)
         "defaults": {
@@ -323,7 +328,8 @@ def _lr_free_settings(scale: str) -> dict:
     # decade (three values, half a decade apart)                                  [choice]
     quick["grids"] = {"fixed": [0.03, 0.1, 0.3], "cosine": [0.03, 0.1, 0.3],
                       "hd": [1e-2, 3e-2, 1e-1], "rtho": [1e-4, 3e-4, 1e-3],
-                      "marthe-mu0.9": [1e-3, 3e-3, 1e-2], "marthe-auto-mu": [1e-3, 3e-3, 1e-2]}
+                      "marthe-mu0.9": [1e-3, 3e-3, 1e-2], "marthe-auto-mu": [1e-3, 3e-3, 1e-2],
+                      "marthe": [1e-3, 3e-3, 1e-2]}
     if scale == "quick":
         return quick
     tiny = copy.deepcopy(quick)
@@ -350,7 +356,8 @@ def _lr_free_cnn_settings(scale: str) -> dict:
     s["grids"] = {"fixed": [0.01, 0.03, 0.1, 0.3], "cosine": [0.01, 0.03, 0.1, 0.3],
                   "hd": [1e-5, 3e-5, 1e-4, 3e-4], "rtho": [1e-7, 3e-7, 1e-6, 3e-6],
                   "marthe-mu0.9": [1e-6, 3e-6, 1e-5, 3e-5],
-                  "marthe-auto-mu": [3e-6, 1e-5, 3e-5, 1e-4]}
+                  "marthe-auto-mu": [3e-6, 1e-5, 3e-5, 1e-4],
+                  "marthe": [3e-6, 1e-5, 3e-5, 1e-4]}
     if scale == "paper":
         return s
     s["grids"] = {m: g[1:] for m, g in s["grids"].items()}    # three values
