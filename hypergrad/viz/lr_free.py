@@ -103,7 +103,7 @@ def _value(res: dict, m: str) -> str:
     if m not in res["chosen"]:
         return "defaults"
     grid = res["settings"]["grids"][m]
-    name = "η" if m in ("fixed", "cosine") else "β"
+    name = "η" if m in ("fixed", "cosine") else "β₀" if m == "marthe" else "β"
     edge = " (grid edge)" if res["chosen"][m] in (min(grid), max(grid)) else ""
     return f"{name} = {res['chosen'][m]:g}{edge}"
 
