@@ -281,8 +281,9 @@ def _evaluated(task: LrFreeTask, method: str, net, opt, averager, test_limit=Non
 
 def train_run(task: LrFreeTask, method: str, value: float | None, seed: int,
               trace: dict | None = None) -> dict:
-    """One run of ``method`` on ``seed`` (:func:`_train`). MARTHE with adaptive μ and β
-    (``"marthe"``) chooses its κ as Section 4 does, per run: ``s["kappa_start"]``, divided
+    """One run of ``method`` on ``seed``: its final validation and test accuracy, the step
+    size of every step, the accuracy records (``curve``), the seconds a step took and whether
+    it diverged. MARTHE with adaptive μ and β (``"marthe"``) chooses its κ as Section 4 does, per run: ``s["kappa_start"]``, divided
     by 10 until the run does not diverge (at most ``s["kappa_tries"]`` tries); its result
     gives the κ it ran with (``kappa``) and the tries (``kappa_tries``)."""
     if method != "marthe":

@@ -64,7 +64,7 @@ def _cell(c: dict) -> str:
 
 def evidence_markdown(res: dict, cost: dict, memory: dict) -> str:
     """One row per method of a task (``res``: the paper-scale result of
-    :func:`~hypergrad.experiments.run_lr_free`; ``cost`` and ``memory``: the benchmarks' time
+    :func:`~hypergrad.experiments.lr_free.run_lr_free`; ``cost`` and ``memory``: the benchmarks' time
     ratios and memory), best test accuracy first: test accuracy in % at equal steps and at
     equal time (mean [95 % interval] over the reported seeds), the time of a step and the
     optimizer's state as multiples of SGD's and of the parameters, and the divergences."""
