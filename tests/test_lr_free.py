@@ -327,3 +327,16 @@ def test_lrs_opt_is_paired_with_the_fixed_rate_on_part_two_seeds():
     cnn = {"settings": ex.settings("lr-free-cnn", "paper"), "report": {}}
     assert lv.lrs_opt_text(cnn, units) == ""
     assert lv.lrs_opt_text(mlp, root / "nowhere") == ""
+
+
+def test_a_trace_beyond_float32_is_none_without_a_warning():
+    """A step size beyond float32's range (MARTHE's adaptive β can send η there before the
+    run is stopped) is stored as None, as a non-finite one is, and warns nothing."""
+    import warnings
+
+    from hypergrad.experiments.store import float32_trace
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert float32_trace([0.1, 1e39, -1e300, float("inf"), None]) == [0.1, None, None,
+                                                                          None, None]

@@ -512,12 +512,14 @@ def compute_batched(task, units: list[Unit], store: UnitStore, population: int,
 
 def float32_trace(values) -> list:
     """A per-step trace rounded to float32 precision, each number written with the fewest
-    digits that read back as the same float32 (``None`` for a non-finite value): what the
+    digits that read back as the same float32 (``None`` for a value that is not finite in
+    float32, as one beyond its range): what the
     committed unit files keep of a run's trajectory."""
     import numpy as np
 
-    return [float(str(np.float32(v))) if v is not None and math.isfinite(v) else None
-            for v in values]
+    big = float(np.finfo(np.float32).max)     # beyond it float32 has only inf: None too
+    return [float(str(np.float32(v))) if v is not None and math.isfinite(v) and abs(v) <= big
+            else None for v in values]
 
 
 def _bar(total: int, desc: str, progress: bool):
