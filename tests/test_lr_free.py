@@ -340,3 +340,10 @@ def test_a_trace_beyond_float32_is_none_without_a_warning():
         warnings.simplefilter("error")
         assert float32_trace([0.1, 1e39, -1e300, float("inf"), None]) == [0.1, None, None,
                                                                           None, None]
+
+
+def test_every_method_has_its_own_colour():
+    from hypergrad.viz import lr_free as lv
+
+    colours = [lv._colour(m) for m in lr_free.METHODS]
+    assert len(set(colours)) == len(colours), colours

@@ -24,7 +24,8 @@ __all__ = ["WIDTH", "step_size_figure", "accuracy_figure", "summary_markdown",
 WIDTH = 7.0
 _FS = 10   # every text of the figures, in points (≥ 10 px at 150 dpi)
 
-_COLOURS = {"cosine": "tab:purple", "marthe-mu0.9": "tab:green", "prodigy": "tab:olive",
+_COLOURS = {"cosine": "tab:purple", "marthe-mu0.9": "tab:green", "marthe": "tab:brown",
+            "prodigy": "tab:olive",
             "sf-sgd": "tab:cyan", "sf-adamw": "teal", "dadapt-sgd": "darkgoldenrod",
             "dog": "slateblue"}
 
