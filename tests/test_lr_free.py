@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from hypergrad import experiments as ex
+from hypergrad import models
 from hypergrad.experiments import lr_free
 from hypergrad.experiments.store import unit_files
 from tests.helpers import needs_mnist
@@ -181,7 +182,7 @@ def test_the_cnn_task_steps_with_momentum_and_checkpoints():
     s = dict(ex.settings("lr-free-cnn", "tiny"), T=5)
     task = lr_free.LrFreeTask(s)
     net = task.module(0)
-    assert isinstance(net, ex_models().SmallCNN)
+    assert isinstance(net, models.SmallCNN)
     for m in ("fixed", "marthe-auto-mu"):
         opt = lr_free.make_optimizer(m, task.module(0), s["grids"][m][0], s)
         assert opt.param_groups[0]["momentum"] == 0.9
@@ -194,11 +195,6 @@ def test_the_cnn_task_steps_with_momentum_and_checkpoints():
     w0 = ex.MnistTask(ex.settings("lr-free", "tiny"), "cpu").init_params(3)
     for n, p in mlp.module(3).named_parameters():
         assert torch.equal(p.detach(), w0[n])
-
-
-def ex_models():
-    from hypergrad import models
-    return models
 
 
 @needs_mnist

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from hypergrad.dynamics import DivergenceError
 from hypergrad.experiments.stats import paired
-from hypergrad.experiments.store import UnitStore, _seed_key, float32_trace
+from hypergrad.experiments.store import UnitStore, _seed_key, float32_trace, select_kappa
 
 __all__ = ["LrFreeTask", "one_step", "count_passes", "equal_time", "HORIZON", "TUNED", "LR_FREE", "METHODS", "HYPER", "PACKAGES", "uses_validation",
            "make_optimizer", "train_run", "run_lr_free", "package_errors"]
@@ -134,30 +134,29 @@ class LrFreeTask:
     def evaluate(self, net: torch.nn.Module, test_limit: int | None = None) -> dict:
         """The validation loss and accuracy on the whole validation set, and the test accuracy
         (on the first ``test_limit`` test images, or all), with ``net`` in evaluation mode
-        (its training mode is restored after), a thousand images at a time."""
-        was = net.training
-        net.eval()
-        try:
-            xv, yv = self.data["val"]
-            if len(xv) <= 1000:     # one pass (float32 mean loss and accuracy)
+        (:func:`hypergrad.models.evaluate`, a thousand images at a time). A validation set
+        of at most a thousand images is read in one pass, its loss and accuracy as float32
+        means (the numbers of the committed units)."""
+        from hypergrad.models import evaluate
+
+        xv, yv = self.data["val"]
+        if len(xv) <= 1000:
+            was = net.training
+            net.eval()
+            try:
                 logits = net(xv)
-                val_loss = float(F.cross_entropy(logits, yv))
-                val_acc = float((logits.argmax(1) == yv).float().mean())
-            else:
-                loss, right = 0.0, 0
-                for i in range(0, len(xv), 1000):
-                    out = net(xv[i:i + 1000])
-                    loss += float(F.cross_entropy(out, yv[i:i + 1000], reduction="sum"))
-                    right += int((out.argmax(1) == yv[i:i + 1000]).sum())
-                val_loss, val_acc = loss / len(xv), right / len(xv)
-            xt, yt = self.data["test"]
-            n = len(xt) if test_limit is None else min(test_limit, len(xt))
-            test_acc = sum(int((net(xt[i:min(i + 1000, n)]).argmax(1)
-                                == yt[i:min(i + 1000, n)]).sum())
-                           for i in range(0, n, 1000)) / n
-        finally:
-            net.train(was)
-        return {"val_loss": val_loss, "val_acc": val_acc, "test_acc": test_acc}
+            finally:
+                net.train(was)
+            val_loss = float(F.cross_entropy(logits, yv))
+            val_acc = float((logits.argmax(1) == yv).float().mean())
+        else:
+            ev = evaluate(net, xv, yv)
+            val_loss = math.nan if ev["loss"] is None else ev["loss"]
+            val_acc = ev["acc"]
+        xt, yt = self.data["test"]
+        n = len(xt) if test_limit is None else min(test_limit, len(xt))
+        return {"val_loss": val_loss, "val_acc": val_acc,
+                "test_acc": evaluate(net, xt[:n], yt[:n])["acc"]}
 
 
 def make_optimizer(method: str, net: torch.nn.Module, value: float | None, s: dict,
@@ -288,13 +287,17 @@ def train_run(task: LrFreeTask, method: str, value: float | None, seed: int,
     gives the κ it ran with (``kappa``) and the tries (``kappa_tries``)."""
     if method != "marthe":
         return _train(task, method, value, seed, trace)
-    s = task.s
-    for i in range(s["kappa_tries"]):
-        kappa = s["kappa_start"] / 10 ** i
-        res = _train(task, method, value, seed, trace, kappa)
-        if not res["diverged"]:
-            break
-    return {**res, "kappa": kappa, "kappa_tries": i + 1}
+    tried = []
+
+    def run(kappa):
+        tried.append((kappa, _train(task, method, value, seed, trace, kappa)))
+        return tried[-1][1]
+
+    try:
+        kappa, res = select_kappa(run, task.s["kappa_start"], task.s["kappa_tries"])
+    except DivergenceError:           # every κ diverged: the last run is the result
+        kappa, res = tried[-1]
+    return {**res, "kappa": kappa, "kappa_tries": len(tried)}
 
 
 def _train(task: LrFreeTask, method: str, value: float | None, seed: int,
@@ -348,10 +351,6 @@ def _train(task: LrFreeTask, method: str, value: float | None, seed: int,
     return {**out, "val_loss": None, "val_acc": None, "test_acc": None}
 
 
-def _dead():
-    return None
-
-
 class _PassCounter:
     """Counts, while inside, the network's forward passes that build a graph (on a training
     minibatch or a validation one, told apart by the input tensor) and the backward passes
@@ -377,7 +376,8 @@ class _PassCounter:
 
         def counted_grad(outputs, inputs, *args, **kw):
             outs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
-            if any(self._graph_grads.get(id(o), _dead)() is o for o in outs):
+            if any((ref := self._graph_grads.get(id(o))) is not None and ref() is o
+                   for o in outs):
                 go = kw.get("grad_outputs")
                 rows = (go[0].shape[0] if kw.get("is_grads_batched") and go is not None else 1)
                 self.counts["Hessian-vector products"] += rows

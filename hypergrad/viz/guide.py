@@ -5,12 +5,11 @@ Appendix C's grid)."""
 
 from __future__ import annotations
 
-import math
-
 from hypergrad.experiments.analysis import FAILS, HOLDS
 from hypergrad.experiments.lr_free import METHODS, TUNED, equal_time
 from hypergrad.experiments.settings import label
 from hypergrad.experiments.stats import paired
+from hypergrad.viz.lr_free import _interval
 
 __all__ = ["TASKS", "accuracy", "versus", "versus_text", "evidence_markdown",
            "divergence_rows", "divergence_markdown", "tuning_cost", "best", "committed_tasks",
@@ -56,12 +55,6 @@ def best(res: dict, methods=METHODS, key: str = "test_acc") -> str:
                key=lambda m: accuracy(res, m, key)["mean"])
 
 
-def _cell(c: dict) -> str:
-    if not math.isfinite(c["lo"]):
-        return f"{100 * c['mean']:.1f}"
-    return f"{100 * c['mean']:.1f} [{100 * c['lo']:.1f}, {100 * c['hi']:.1f}]"
-
-
 def evidence_markdown(res: dict, cost: dict, memory: dict) -> str:
     """One row per method of a task (``res``: the paper-scale result of
     :func:`~hypergrad.experiments.lr_free.run_lr_free`; ``cost`` and ``memory``: the benchmarks' time
@@ -76,10 +69,10 @@ def evidence_markdown(res: dict, cost: dict, memory: dict) -> str:
     for m in order:
         n_seeds = len(res["report"][m])
         div = sum(r["diverged"] for r in res["report"][m])
-        at_time = _cell(eq[m]["acc"]) if m in eq else "—"
+        at_time = _interval(eq[m]["acc"]) if m in eq else "—"
         time = f"{cost[m]:.1f}" if m in cost else "—"
         state = f"{memory[m]['state_over_params']:.0f}" if m in memory else "—"
-        rows.append(f"| {label(m)} | {_cell(accuracy(res, m))} | {at_time} | {time} | "
+        rows.append(f"| {label(m)} | {_interval(accuracy(res, m))} | {at_time} | {time} | "
                     f"{state} | {div} of {n_seeds} |")
     return "\n".join(rows)
 
